@@ -1,0 +1,5 @@
+import sys
+
+from biosig.cli import main
+
+sys.exit(main())
