@@ -1,0 +1,354 @@
+"""Causal IIR filtering of multichannel chunks: filter design in Hz and a stateful SOS filter.
+
+Every design helper takes the sampling rate ``fs`` explicitly and refuses a frequency at or
+above Nyquist. :class:`SOSFilter` keeps the per-section state of :func:`scipy.signal.sosfilt`
+(``zi``) between chunks, so filtering a stream chunk by chunk gives the same output as one
+``sosfilt`` call over the whole recording.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import signal
+
+from biosig._checks import (
+    BiosigError,
+    check_below_nyquist,
+    check_int,
+    check_option,
+    check_positive,
+    check_samples,
+)
+
+#: How a filter's state starts: all zeros, or the steady state for a constant input equal to
+#: the first sample (removes the start-up transient of a high-pass on a signal with an offset).
+FILTER_INITS = ("zeros", "steady")
+
+#: How :class:`SOSFilter` evaluates a chunk (see its docstring).
+FILTER_ENGINES = ("block", "sosfilt")
+
+# Block sizes of the matrix engine: a chunk is cut into blocks of 64 samples plus a binary
+# remainder (32, 16, ..., 1), so at most 7 small matrices are ever built, whatever the chunk
+# sizes a live stream delivers. 64 was the fastest block per sample on a 28-channel benchmark.
+_LARGEST_BLOCK = 64
+
+
+def design_highpass(cutoff_hz: float, fs: float, order: int = 4) -> np.ndarray:
+    """Butterworth high-pass as second-order sections.
+
+    Parameters
+    ----------
+    cutoff_hz : float
+        -3 dB frequency in Hz; must be below Nyquist (``fs / 2``).
+    fs : float
+        Sampling rate in Hz.
+    order : int
+        Filter order (>= 1).
+
+    Returns
+    -------
+    sos : ndarray, shape (n_sections, 6)
+    """
+    fs = check_positive(fs, "fs")
+    cutoff_hz = check_below_nyquist(cutoff_hz, fs, "high-pass cutoff")
+    order = check_int(order, "filter order", minimum=1)
+    return signal.butter(order, cutoff_hz, btype="highpass", fs=fs, output="sos")
+
+
+def design_lowpass(cutoff_hz: float, fs: float, order: int = 4) -> np.ndarray:
+    """Butterworth low-pass as second-order sections.
+
+    Parameters
+    ----------
+    cutoff_hz : float
+        -3 dB frequency in Hz; must be below Nyquist (``fs / 2``).
+    fs : float
+        Sampling rate in Hz.
+    order : int
+        Filter order (>= 1).
+
+    Returns
+    -------
+    sos : ndarray, shape (n_sections, 6)
+    """
+    fs = check_positive(fs, "fs")
+    cutoff_hz = check_below_nyquist(cutoff_hz, fs, "low-pass cutoff")
+    order = check_int(order, "filter order", minimum=1)
+    return signal.butter(order, cutoff_hz, btype="lowpass", fs=fs, output="sos")
+
+
+def design_bandpass(low_hz: float, high_hz: float, fs: float, order: int = 4) -> np.ndarray:
+    """Butterworth band-pass as second-order sections.
+
+    Parameters
+    ----------
+    low_hz, high_hz : float
+        Lower and upper -3 dB edges in Hz, ``0 < low_hz < high_hz < fs / 2``.
+    fs : float
+        Sampling rate in Hz.
+    order : int
+        Order of the low-pass prototype (>= 1); the band-pass has twice as many poles.
+
+    Returns
+    -------
+    sos : ndarray, shape (n_sections, 6)
+    """
+    fs = check_positive(fs, "fs")
+    low_hz = check_below_nyquist(low_hz, fs, "band-pass lower edge")
+    high_hz = check_below_nyquist(high_hz, fs, "band-pass upper edge")
+    if low_hz >= high_hz:
+        raise BiosigError(
+            f"band-pass lower edge ({low_hz:g} Hz) must be below its upper edge ({high_hz:g} Hz)"
+        )
+    order = check_int(order, "filter order", minimum=1)
+    return signal.butter(order, [low_hz, high_hz], btype="bandpass", fs=fs, output="sos")
+
+
+def notch_frequencies(
+    f0_hz: float, fs: float, n_harmonics: int | None = None, max_hz: float | None = None
+) -> list[float]:
+    """Frequencies a mains notch removes: ``f0`` and its multiples below Nyquist.
+
+    Parameters
+    ----------
+    f0_hz : float
+        Mains frequency in Hz (typically 50 or 60); must be below Nyquist.
+    fs : float
+        Sampling rate in Hz.
+    n_harmonics : int or None
+        At most this many frequencies (``f0`` counts as the first); None: every multiple of
+        ``f0`` below Nyquist.
+    max_hz : float or None
+        Also leave out multiples above this frequency (e.g. above a band-pass upper edge).
+
+    Returns
+    -------
+    list of float
+        In Hz, ascending; always contains ``f0``.
+    """
+    fs = check_positive(fs, "fs")
+    f0_hz = check_below_nyquist(f0_hz, fs, "notch frequency")
+    limit = fs / 2
+    if max_hz is not None:
+        limit = min(limit, check_positive(max_hz, "notch max_hz"))
+    count = int(np.floor(limit / f0_hz))
+    if count * f0_hz >= fs / 2:  # a notch exactly at Nyquist cannot be designed
+        count -= 1
+    if n_harmonics is not None:
+        count = min(count, check_int(n_harmonics, "notch harmonics", minimum=1))
+    return [f0_hz * k for k in range(1, max(count, 1) + 1)]
+
+
+def design_notch(
+    f0_hz: float,
+    fs: float,
+    quality: float = 30.0,
+    n_harmonics: int | None = None,
+    max_hz: float | None = None,
+) -> np.ndarray:
+    """IIR notch (:func:`scipy.signal.iirnotch`) at ``f0`` and its harmonics, as one cascade.
+
+    Parameters
+    ----------
+    f0_hz : float
+        Mains frequency in Hz; must be below Nyquist.
+    fs : float
+        Sampling rate in Hz.
+    quality : float
+        Quality factor of each notch: its -3 dB width is ``f / quality`` Hz.
+    n_harmonics, max_hz
+        Which multiples of ``f0`` to notch; see :func:`notch_frequencies`.
+
+    Returns
+    -------
+    sos : ndarray, shape (n_frequencies, 6)
+    """
+    quality = check_positive(quality, "notch quality")
+    freqs = notch_frequencies(f0_hz, fs, n_harmonics=n_harmonics, max_hz=max_hz)
+    sections = [signal.tf2sos(*signal.iirnotch(f, quality, fs=fs)) for f in freqs]
+    return np.vstack(sections)
+
+
+def cascade(*sos_parts: np.ndarray | None) -> np.ndarray:
+    """Join SOS arrays into one cascade (``None`` parts are skipped).
+
+    Returns
+    -------
+    sos : ndarray, shape (n_sections, 6)
+        Possibly with 0 sections when every part is None.
+    """
+    parts = [np.asarray(p, dtype=np.float64).reshape(-1, 6) for p in sos_parts if p is not None]
+    if not parts:
+        return np.zeros((0, 6))
+    return np.vstack(parts)
+
+
+def _check_sos(sos) -> np.ndarray:
+    sos = np.array(sos, dtype=np.float64)
+    if sos.ndim != 2 or sos.shape[1] != 6 or sos.shape[0] < 1:
+        raise BiosigError(f"sos must have shape (n_sections >= 1, 6), got {sos.shape}")
+    if not np.all(np.isfinite(sos)):
+        raise BiosigError("sos contains non-finite coefficients")
+    if np.any(sos[:, 3] == 0):
+        raise BiosigError("sos has a section whose a0 coefficient is 0")
+    return sos / sos[:, 3:4]  # normalise a0 = 1, as sosfilt does
+
+
+class SOSFilter:
+    """Stateful causal IIR filter over chunks of shape (n_samples, n_channels).
+
+    The state is that of :func:`scipy.signal.sosfilt` (``zi``, shape
+    ``(n_sections, 2, n_channels)``), carried from one chunk to the next, so the output of a
+    stream fed in chunks of any size equals one ``sosfilt`` call over the whole signal.
+
+    Parameters
+    ----------
+    sos : array_like, shape (n_sections, 6)
+        Second-order sections, e.g. from :func:`design_bandpass` or :func:`cascade`.
+    n_channels : int
+        Number of channels; each is filtered independently.
+    init : {"zeros", "steady"}
+        Initial state: zeros, or ``sosfilt_zi(sos) * x0``, the steady state for a constant
+        input equal to the first sample ``x0`` of each channel.
+    engine : {"block", "sosfilt"}
+        How a chunk is evaluated. ``"sosfilt"`` calls :func:`scipy.signal.sosfilt` with the
+        carried ``zi``. ``"block"`` (default) applies the same linear map as a matrix product
+        over blocks of up to 64 samples; the matrices are obtained by running ``sosfilt`` on
+        unit inputs and unit states, so the two engines agree to rounding (~1e-14 relative).
+        Why: ``sosfilt`` spends ~50 us of fixed cost per call, which dominates at live chunk
+        sizes (32 samples at 2 kHz), whereas the block product is BLAS-bound and about 4-10x
+        faster for 28 channels, for short and long chunks alike.
+    """
+
+    def __init__(self, sos, n_channels: int, *, init: str = "zeros", engine: str = "block"):
+        self.sos = _check_sos(sos)
+        self.n_channels = check_int(n_channels, "n_channels", minimum=1)
+        self.init = check_option(init, "filter init", FILTER_INITS)
+        self.engine = check_option(engine, "filter engine", FILTER_ENGINES)
+        self._n_sections = self.sos.shape[0]
+        self._n_states = 2 * self._n_sections
+        self._block_matrices: dict[int, np.ndarray] = {}
+        self.reset()
+
+    @property
+    def zi(self) -> np.ndarray:
+        """Current filter state, shape (n_sections, 2, n_channels) (a copy)."""
+        return self._state.reshape(self._n_sections, 2, self.n_channels).copy()
+
+    def reset(self) -> "SOSFilter":
+        """Forget the stream: the next chunk starts from the initial state again."""
+        self._state = np.zeros((self._n_states, self.n_channels))
+        self._started = False
+        return self
+
+    def process(self, x) -> np.ndarray:
+        """Filter the next chunk.
+
+        Parameters
+        ----------
+        x : array_like, shape (n_samples, n_channels)
+            The next samples (may be 0 rows). Must be finite: see
+            :class:`biosig.dsp.NonFiniteGuard`.
+
+        Returns
+        -------
+        y : ndarray, shape (n_samples, n_channels)
+        """
+        return self._process(check_samples(x, self.n_channels, "filter input"))
+
+    def _process(self, x: np.ndarray) -> np.ndarray:
+        n = x.shape[0]
+        if n == 0:
+            return np.empty((0, self.n_channels))
+        if not self._started:
+            self._started = True
+            if self.init == "steady":
+                zi_unit = signal.sosfilt_zi(self.sos).reshape(self._n_states, 1)
+                self._state = zi_unit * x[0][None, :]
+        if self.engine == "sosfilt":
+            zi = self._state.reshape(self._n_sections, 2, self.n_channels)
+            y, zf = signal.sosfilt(self.sos, x, axis=0, zi=zi)
+            self._state = zf.reshape(self._n_states, self.n_channels)
+            return y
+        return self._process_blocks(x)
+
+    def _process_blocks(self, x: np.ndarray) -> np.ndarray:
+        n = x.shape[0]
+        y = np.empty_like(x)
+        start = 0
+        while start < n:
+            size = _next_block_size(n - start)
+            matrix = self._block_matrix(size)
+            # [y_block; new_state] = M @ [x_block; state]
+            stacked = np.concatenate((x[start : start + size], self._state))
+            out = matrix @ stacked
+            y[start : start + size] = out[:size]
+            self._state = out[size:]
+            start += size
+        return y
+
+    def _block_matrix(self, size: int) -> np.ndarray:
+        matrix = self._block_matrices.get(size)
+        if matrix is None:
+            matrix = _sos_block_matrix(self.sos, size)
+            self._block_matrices[size] = matrix
+        return matrix
+
+    def __repr__(self) -> str:
+        return (
+            f"<SOSFilter | {self._n_sections} sections | {self.n_channels} ch | "
+            f"init={self.init} | engine={self.engine}>"
+        )
+
+
+def _next_block_size(remaining: int) -> int:
+    """Largest allowed block (64, or a power of two) that fits in ``remaining`` samples."""
+    if remaining >= _LARGEST_BLOCK:
+        return _LARGEST_BLOCK
+    return 1 << (remaining.bit_length() - 1)
+
+
+def _sos_block_matrix(sos: np.ndarray, size: int) -> np.ndarray:
+    """The (size + S) x (size + S) matrix of ``sosfilt`` over one block of ``size`` samples.
+
+    ``S = 2 * n_sections`` state values. Column j is sosfilt's response (outputs, then final
+    state) to the j-th unit vector of [inputs; initial state]; sosfilt is linear in both.
+    """
+    n_sections = sos.shape[0]
+    n_states = 2 * n_sections
+    width = size + n_states
+    unit_inputs = np.zeros((size, width))
+    unit_inputs[:, :size] = np.eye(size)
+    unit_states = np.zeros((n_states, width))
+    unit_states[:, size:] = np.eye(n_states)
+    y, zf = signal.sosfilt(
+        sos, unit_inputs, axis=0, zi=unit_states.reshape(n_sections, 2, width)
+    )
+    return np.ascontiguousarray(np.vstack((y, zf.reshape(n_states, width))))
+
+
+def sosfilt_offline(sos, x, *, init: str = "zeros") -> np.ndarray:
+    """Filter a whole recording in one :func:`scipy.signal.sosfilt` call (the offline reference).
+
+    Uses the same initial state as :class:`SOSFilter` with the same ``init``.
+
+    Parameters
+    ----------
+    sos : array_like, shape (n_sections, 6)
+    x : array_like, shape (n_samples, n_channels)
+    init : {"zeros", "steady"}
+
+    Returns
+    -------
+    y : ndarray, shape (n_samples, n_channels)
+    """
+    sos = _check_sos(sos)
+    x = check_samples(x)
+    check_option(init, "filter init", FILTER_INITS)
+    if x.shape[0] == 0:
+        return x.copy()
+    zi = np.zeros((sos.shape[0], 2, x.shape[1]))
+    if init == "steady":
+        zi = signal.sosfilt_zi(sos)[:, :, None] * x[0][None, None, :]
+    y, _ = signal.sosfilt(sos, x, axis=0, zi=zi)
+    return y

@@ -1,0 +1,342 @@
+"""The pipeline: source → preprocessing → windows → features → inference slot → sinks.
+
+Processing order for one chunk (see also ``docs/pipeline.md``):
+
+1. the acquisition thread reads a chunk from the source and queues it with its arrival time;
+2. the processing thread takes it, picks the configured channels, replaces non-finite samples
+   (counted), filters and smooths it with carried filter state (:class:`~biosig.dsp.Preprocessor`);
+3. the ring-buffer windower emits every window completed by this chunk;
+4. features are computed for those windows in one vectorised call;
+5. the classifier (if any) turns features into posteriors, unless the windows are stale;
+6. the result batch goes to every sink.
+
+The same :class:`StreamProcessor` runs offline on a whole recording in one call
+(:func:`process_recording`), so live and offline results are identical.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from biosig._checks import BiosigError, check_positive
+from biosig.config import PipelineConfig
+from biosig.dsp import FeatureExtractor, Preprocessor, Windower
+from biosig.io.recording import Stream
+from biosig.stream.results import WindowResults
+
+logger = logging.getLogger(__name__)
+
+
+def select_channels(available, wanted) -> list[int]:
+    """Indices of the ``wanted`` channel labels among ``available`` (all if ``wanted`` is None)."""
+    available = list(available)
+    if wanted is None:
+        return list(range(len(available)))
+    missing = [label for label in wanted if label not in available]
+    if missing:
+        raise BiosigError(
+            f"the stream has no channel(s) {missing}; it has {available}"
+        )
+    return [available.index(label) for label in wanted]
+
+
+class StreamProcessor:
+    """Synchronous core of the pipeline: chunk in, window results out, state carried.
+
+    Parameters
+    ----------
+    config : PipelineConfig
+        Preprocessing, window and feature settings.
+    srate : float
+        Sampling rate of the incoming samples in Hz.
+    channel_labels : list of str
+        Labels of the incoming channels (the config may pick a subset).
+    classifier : object or None
+        Anything with ``predict_proba(X) -> (n, n_classes)`` and ``classes_``; fills the
+        inference slot.
+    """
+
+    def __init__(self, config: PipelineConfig, srate: float, channel_labels, classifier=None):
+        self.config = config
+        self.srate = check_positive(srate, "sampling rate")
+        self.channel_index = select_channels(channel_labels, config.channels)
+        self.channel_labels = [list(channel_labels)[i] for i in self.channel_index]
+        n_channels = len(self.channel_index)
+        self.preprocessor = Preprocessor(config.preprocess, self.srate, n_channels)
+        self.windower = Windower(self.preprocessor.fs_out, config.window.length_s, config.window.hop_s)
+        self.extractor = FeatureExtractor(
+            config.features.names,
+            channel_labels=self.channel_labels,
+            zc_threshold=config.features.zc_threshold,
+            ssc_threshold=config.features.ssc_threshold,
+        )
+        self.classifier = classifier
+        self.class_names = [str(c) for c in getattr(classifier, "classes_", [])]
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self.extractor.feature_names
+
+    @property
+    def n_nonfinite(self) -> int:
+        """Non-finite input samples seen so far (all channels)."""
+        return int(np.sum(self.preprocessor.n_nonfinite))
+
+    def reset(self) -> None:
+        """Forget all carried state (filters, partial windows)."""
+        self.preprocessor.reset()
+        self.windower.reset()
+
+    def process(self, data, timestamps, *, classify: bool = True) -> WindowResults:
+        """Process one chunk and return the windows it completed.
+
+        Parameters
+        ----------
+        data : ndarray, shape (n_samples, n_source_channels)
+            Samples in the stream's units.
+        timestamps : ndarray, shape (n_samples,)
+            Sample times in seconds.
+        classify : bool
+            If False, leave the posteriors of these windows NaN (stale windows).
+        """
+        data = np.asarray(data, dtype=np.float64)
+        if data.ndim != 2 or data.shape[1] <= max(self.channel_index, default=-1):
+            raise BiosigError(
+                f"expected chunks with {max(self.channel_index) + 1}+ channels, got shape {data.shape}"
+            )
+        if len(self.channel_index) != data.shape[1]:
+            data = data[:, self.channel_index]
+        filtered, envelope = self.preprocessor.process(data)
+        out_ts = self.preprocessor.output_timestamps(np.asarray(timestamps, dtype=np.float64))
+        batch = self.windower.push(out_ts, filtered, envelope, mask=self.preprocessor.last_replaced)
+        features = self.extractor.transform(batch.arrays[0], batch.arrays[1])
+        results = WindowResults(
+            t_end=batch.t_end,
+            features=features,
+            flagged=batch.flags,
+            feature_names=self.feature_names,
+            class_names=self.class_names,
+        )
+        if self.classifier is not None:
+            results.posteriors = np.full((len(results), len(self.class_names)), np.nan)
+            if len(results):
+                if classify:
+                    results.posteriors[:] = self.classifier.predict_proba(features)
+                else:
+                    results.skipped[:] = True
+        return results
+
+
+def process_recording(stream: Stream, config: PipelineConfig | None = None, classifier=None) -> WindowResults:
+    """Run the pipeline on a whole recorded stream in one call (the offline path).
+
+    Gives the same windows, features and posteriors as the live path fed the same samples in
+    any chunking.
+    """
+    config = config or PipelineConfig.for_stream(stream)
+    processor = StreamProcessor(config, stream.srate, stream.channel_labels, classifier)
+    return processor.process(stream.data, stream.timestamps)
+
+
+@dataclass
+class PipelineStats:
+    """Counters of a running pipeline; read them from any thread."""
+
+    chunks_in: int = 0
+    samples_in: int = 0
+    chunks_dropped: int = 0
+    samples_dropped: int = 0
+    windows: int = 0
+    windows_skipped: int = 0
+    windows_flagged: int = 0
+    nonfinite_samples: int = 0
+    sink_errors: int = 0
+    latencies_s: deque = field(default_factory=lambda: deque(maxlen=2000))
+    error: str | None = None
+
+    def latency_percentiles(self, q=(50, 99)) -> tuple[float, ...]:
+        """Processing latency percentiles in seconds over the last 2000 windows."""
+        if not self.latencies_s:
+            return tuple(float("nan") for _ in q)
+        return tuple(float(v) for v in np.percentile(np.fromiter(self.latencies_s, float), q))
+
+
+class Pipeline:
+    """A source processed on two threads (acquisition, processing), with results sent to sinks.
+
+    Parameters
+    ----------
+    source : RecordingSource or LSLSource
+        Where the samples come from.
+    config : PipelineConfig or None
+        Processing settings; None picks the default for the source's rate and type.
+    classifier : object or None
+        The inference slot (``predict_proba`` and ``classes_``).
+    sinks : sequence of callables
+        Each is called with every :class:`WindowResults` batch, on the processing thread.
+    max_queue_chunks : int
+        Bound of the chunk queue between the threads. A live source whose queue is full drops
+        the chunk (counted) rather than block acquisition; a recording read as fast as possible
+        waits instead, so it loses nothing.
+    max_latency_s : float
+        A live chunk that waited longer than this is still filtered and windowed (filter state
+        must stay continuous) but its windows are not classified: they are stale (counted).
+    """
+
+    def __init__(self, source, config=None, *, classifier=None, sinks=(), max_queue_chunks=1024,
+                 max_latency_s=0.5):
+        self.source = source
+        self.config = config
+        self.classifier = classifier
+        self.sinks = list(sinks)
+        self.max_queue_chunks = max_queue_chunks
+        self.max_latency_s = max_latency_s
+        self.stats = PipelineStats()
+        self.processor: StreamProcessor | None = None
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> "Pipeline":
+        """Open the source, build the processor and start both threads."""
+        self.source.open()
+        if self.config is None:
+            self.config = PipelineConfig.for_rate(self.source.srate)
+        self.processor = StreamProcessor(
+            self.config, self.source.srate, self.source.channel_labels, self.classifier
+        )
+        self._queue: queue.Queue = queue.Queue(maxsize=self.max_queue_chunks)
+        self._stop = threading.Event()
+        self._source_done = threading.Event()
+        self._done = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._acquire, name="biosig-acquisition", daemon=True),
+            threading.Thread(target=self._process, name="biosig-processing", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        logger.info("pipeline started on %r", self.source)
+        return self
+
+    @property
+    def running(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until a finite source is fully processed (or ``timeout`` s); True if done."""
+        return self._done.wait(timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop both threads and close the source; queued chunks are discarded."""
+        if not self._threads:
+            return
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self.source.close()
+        self._threads = []
+        logger.info("pipeline stopped: %s", self.stats)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # -- threads -------------------------------------------------------------------------------
+    def _acquire(self) -> None:
+        try:
+            while not self._stop.is_set():
+                chunk = self.source.read(timeout=0.05)
+                if chunk is None:
+                    if self.source.exhausted:
+                        break
+                    continue
+                data, timestamps = chunk
+                if data.shape[0] == 0:
+                    continue
+                self.stats.chunks_in += 1
+                self.stats.samples_in += data.shape[0]
+                self._enqueue((data, timestamps, time.perf_counter()))
+        except Exception as err:  # noqa: BLE001 - a dead source must not hang the pipeline
+            logger.exception("acquisition failed")
+            self.stats.error = f"acquisition: {err}"
+        finally:
+            self._source_done.set()
+
+    def _enqueue(self, item) -> None:
+        if not self.source.live:
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+            return
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            # Acquisition never waits for processing: losing a chunk is counted and logged.
+            self.stats.chunks_dropped += 1
+            self.stats.samples_dropped += item[0].shape[0]
+            logger.warning("processing is behind: dropped a chunk of %d samples", item[0].shape[0])
+
+    def _process(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    data, timestamps, arrived = self._queue.get(timeout=0.05)
+                except queue.Empty:
+                    if self._source_done.is_set() and self._queue.empty():
+                        break
+                    continue
+                self._process_chunk(data, timestamps, arrived)
+        except Exception as err:  # noqa: BLE001 - report, then let wait() return
+            logger.exception("processing failed")
+            self.stats.error = f"processing: {err}"
+        finally:
+            self._done.set()
+
+    def _process_chunk(self, data, timestamps, arrived) -> None:
+        stale = self.source.live and (time.perf_counter() - arrived) > self.max_latency_s
+        before = self.processor.n_nonfinite
+        results = self.processor.process(data, timestamps, classify=not stale)
+        self.stats.nonfinite_samples += self.processor.n_nonfinite - before
+        if not len(results):
+            return
+        results.latency_s[:] = time.perf_counter() - arrived
+        self.stats.windows += len(results)
+        self.stats.windows_flagged += int(results.flagged.sum())
+        self.stats.windows_skipped += int(results.skipped.sum())
+        self.stats.latencies_s.extend(results.latency_s.tolist())
+        for sink in self.sinks:
+            try:
+                sink(results)
+            except Exception:  # noqa: BLE001 - one bad sink must not stop the others
+                self.stats.sink_errors += 1
+                logger.exception("sink %r failed", sink)
+
+    def __repr__(self) -> str:
+        state = "ON" if self.running else "OFF"
+        return f"<Pipeline | {state} | {self.source!r} | {self.stats.windows} windows>"
+
+
+class CollectSink:
+    """A sink that keeps every batch in memory (tests, small offline runs)."""
+
+    def __init__(self):
+        self._parts: list[WindowResults] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, results: WindowResults) -> None:
+        with self._lock:
+            self._parts.append(results)
+
+    def results(self) -> WindowResults:
+        with self._lock:
+            return WindowResults.concat(list(self._parts))

@@ -1,0 +1,133 @@
+"""Sinks: where window results go (a CSV file, an LSL results outlet, a callback)."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from biosig._checks import BiosigError
+from biosig.stream.results import WindowResults
+
+logger = logging.getLogger(__name__)
+
+
+def result_columns(feature_names, class_names, with_label: bool = False) -> list[str]:
+    """Column names of a results table, in the order :func:`result_rows` writes them."""
+    columns = ["t_end", "flagged"]
+    if with_label:
+        columns.append("label")
+    if class_names:
+        columns += [f"p({c})" for c in class_names] + ["entropy", "predicted", "skipped"]
+    return columns + list(feature_names)
+
+
+def result_rows(results: WindowResults, labels=None):
+    """Yield one list of values per window, matching :func:`result_columns`."""
+    entropy = results.entropy
+    predicted = results.predicted
+    for i in range(len(results)):
+        row = [repr(float(results.t_end[i])), int(results.flagged[i])]
+        if labels is not None:
+            row.append(labels[i])
+        if results.posteriors is not None:
+            row += [repr(float(p)) for p in results.posteriors[i]]
+            pred = int(predicted[i])
+            row += [repr(float(entropy[i])), results.class_names[pred] if pred >= 0 else "",
+                    int(results.skipped[i])]
+        row += [repr(float(v)) for v in results.features[i]]
+        yield row
+
+
+class CSVSink:
+    """Append every batch to a CSV file, flushed per batch so a crash loses at most one batch.
+
+    Parameters
+    ----------
+    path : str or Path
+        Output file; refused if it exists and ``overwrite`` is False.
+    overwrite : bool
+        Replace an existing file.
+    """
+
+    def __init__(self, path, *, overwrite: bool = False):
+        self.path = Path(path)
+        self.overwrite = overwrite
+        self._file = None
+        self._writer = None
+
+    def __call__(self, results: WindowResults) -> None:
+        if self._file is None:
+            self._open(results)
+        for row in result_rows(results):
+            self._writer.writerow(row)
+        self._file.flush()
+
+    def _open(self, results: WindowResults) -> None:
+        if self.path.exists() and not self.overwrite:
+            raise BiosigError(f"{self.path} exists; choose another name or allow overwriting")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "w", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._file)
+        self._writer.writerow(result_columns(results.feature_names, results.class_names))
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def write_results_csv(results: WindowResults, path, *, labels=None) -> Path:
+    """Write a whole results batch to ``path`` atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".part")
+    with open(partial, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(result_columns(results.feature_names, results.class_names, labels is not None))
+        writer.writerows(result_rows(results, labels))
+    os.replace(partial, path)
+    return path
+
+
+def read_results_csv(path) -> dict[str, np.ndarray]:
+    """Read a results CSV back as columns (numeric where possible)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], rows[1:]
+    columns = {}
+    for j, name in enumerate(header):
+        values = [r[j] for r in body]
+        try:
+            columns[name] = np.asarray(values, dtype=np.float64)
+        except ValueError:
+            columns[name] = np.asarray(values, dtype=object)
+    return columns
+
+
+class LSLResultsSink:
+    """Publish posteriors, entropy and the predicted class on an LSL outlet for other programs.
+
+    Parameters
+    ----------
+    class_names : list of str
+        Classes of the model, in posterior column order.
+    name : str
+        LSL stream name of the results outlet.
+    """
+
+    def __init__(self, class_names, name: str = "biosig-results"):
+        from biosig.stream.outlet import ResultsOutlet
+
+        self.outlet = ResultsOutlet(class_names, name=name)
+
+    def __call__(self, results: WindowResults) -> None:
+        if results.posteriors is None:
+            return
+        entropy = results.entropy
+        predicted = results.predicted
+        for i in np.flatnonzero(~results.skipped):
+            self.outlet.push(results.t_end[i], results.posteriors[i], entropy[i], predicted[i])

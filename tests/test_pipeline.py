@@ -1,0 +1,144 @@
+"""The pipeline object: threads, bounded queues, parity with the offline call, bad input."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import wfdb
+
+from biosig._checks import BiosigError
+from biosig.config import PipelineConfig
+from biosig.io.recording import Stream
+from biosig.stream.pipeline import CollectSink, Pipeline, StreamProcessor, process_recording
+from biosig.stream.sources import RecordingSource, as_stream
+
+
+def _grabmyo_stream(shared_data) -> Stream:
+    record = wfdb.rdrecord(str(shared_data / "grabmyo-subset" / "session1_participant1_gesture12_trial2"))
+    used = [i for i, name in enumerate(record.sig_name) if not name.startswith("U")]
+    return as_stream(record.p_signal[:, used], record.fs, [record.sig_name[i] for i in used], name="grabmyo")
+
+
+def _myo_stream(shared_data) -> Stream:
+    rows = np.loadtxt(shared_data / "myo-readings-dataset" / "21547-2" / "4.txt", delimiter=",")
+    return as_stream(rows[:, :8], 200.0, [f"emg{i + 1}" for i in range(8)], name="myo")
+
+
+def _ctg_stream(shared_data) -> Stream:
+    record = wfdb.rdrecord(str(shared_data / "ctu-uhb-ctgdb" / "1003"))
+    return as_stream(record.p_signal, record.fs, record.sig_name, name="ctg", type="CTG")
+
+
+def _run_threaded(stream, config, chunk_sizes):
+    sink = CollectSink()
+    pipeline = Pipeline(RecordingSource(stream, chunk_sizes=chunk_sizes), config, sinks=[sink])
+    with pipeline:
+        assert pipeline.wait(timeout=120), "pipeline did not finish"
+    assert pipeline.stats.error is None
+    return pipeline, sink.results()
+
+
+@pytest.mark.parametrize("loader", [_myo_stream, _grabmyo_stream, _ctg_stream])
+def test_threaded_pipeline_equals_offline_on_real_recordings(shared_data, loader):
+    stream = loader(shared_data)
+    config = PipelineConfig.for_rate(stream.srate, modality=stream.type)
+    rng = np.random.default_rng(7)
+    window = int(round(config.window.length_s * stream.srate))
+    sizes = rng.integers(0, 3 * window, size=97).tolist() + [0, 1, 1]
+    pipeline, live = _run_threaded(stream, config, sizes)
+    offline = process_recording(stream, config)
+    assert len(offline) > 10
+    assert len(live) == len(offline)
+    np.testing.assert_array_equal(live.t_end, offline.t_end)
+    assert np.max(np.abs(live.features - offline.features)) <= 1e-9
+    assert pipeline.stats.samples_in == stream.n_samples
+    assert pipeline.stats.chunks_dropped == 0
+
+
+def test_nonfinite_samples_are_counted_flagged_and_never_reach_features(shared_data):
+    stream = _myo_stream(shared_data)
+    stream.data[1000:1010, 2] = np.nan
+    stream.data[3000, :] = np.inf
+    config = PipelineConfig.for_rate(stream.srate, modality="EMG")
+    pipeline, live = _run_threaded(stream, config, [37])
+    assert pipeline.stats.nonfinite_samples == 10 + 8
+    assert np.isfinite(live.features).all()
+    flagged_t = live.t_end[live.flagged]
+    assert flagged_t.size > 0
+    # Every flagged window covers one of the bad samples.
+    length = config.window.length_s
+    bad_t = stream.timestamps[[1000, 1009, 3000]]
+    for t in flagged_t:
+        assert np.any((bad_t <= t + 1e-9) & (bad_t > t - length - 1e-9))
+
+
+class _SlowClassifier:
+    """A classifier slower than real time, to force stale windows."""
+
+    classes_ = np.array(["rest", "fist"])
+
+    def predict_proba(self, features):
+        time.sleep(0.05)
+        p = np.full((features.shape[0], 2), 0.5)
+        return p
+
+
+def test_stale_windows_are_skipped_and_counted_when_processing_falls_behind(shared_data):
+    stream = _myo_stream(shared_data)
+    short = as_stream(stream.data[:4000], 200.0, stream.channel_labels, name="myo")
+    config = PipelineConfig.for_rate(200.0, modality="EMG")
+    sink = CollectSink()
+    # 20x real time with a 50 ms classifier per chunk: the processor cannot keep up.
+    source = RecordingSource(short, realtime=True, speed=20.0, chunk_s=0.05)
+    pipeline = Pipeline(source, config, classifier=_SlowClassifier(), sinks=[sink], max_latency_s=0.1)
+    with pipeline:
+        assert pipeline.wait(timeout=60)
+    results = sink.results()
+    stats = pipeline.stats
+    assert stats.windows_skipped > 0
+    assert stats.windows_skipped == int(results.skipped.sum())
+    assert np.isnan(results.posteriors[results.skipped]).all()
+    classified = ~results.skipped
+    assert classified.any()
+    np.testing.assert_allclose(results.posteriors[classified], 0.5)
+    # Filter state stayed continuous: features still equal the offline ones.
+    offline = process_recording(short, config)
+    assert np.max(np.abs(results.features - offline.features)) <= 1e-9
+
+
+def test_bounded_queue_drops_and_counts_chunks_of_a_live_source(shared_data):
+    stream = _myo_stream(shared_data)
+    config = PipelineConfig.for_rate(200.0, modality="EMG")
+
+    class _Blocking:
+        classes_ = np.array(["a", "b"])
+
+        def predict_proba(self, features):
+            time.sleep(0.2)
+            return np.full((features.shape[0], 2), 0.5)
+
+    source = RecordingSource(stream, realtime=True, speed=200.0, chunk_s=0.05)
+    pipeline = Pipeline(source, config, classifier=_Blocking(), max_queue_chunks=4, max_latency_s=10)
+    with pipeline:
+        pipeline.wait(timeout=60)
+    stats = pipeline.stats
+    assert stats.chunks_dropped > 0
+    assert stats.samples_dropped > 0
+    assert stats.samples_in == stream.n_samples
+
+
+def test_channel_selection_and_mismatch_errors(shared_data):
+    stream = _grabmyo_stream(shared_data)
+    config = PipelineConfig.for_rate(stream.srate, modality="EMG")
+    config.channels = ["F1", "W3"]
+    processor = StreamProcessor(config, stream.srate, stream.channel_labels)
+    assert [n.split(":")[1] for n in processor.feature_names[:2]] == ["F1", "W3"]
+    config.channels = ["F1", "X9"]
+    with pytest.raises(BiosigError, match="X9"):
+        StreamProcessor(config, stream.srate, stream.channel_labels)
+    config.channels = None
+    processor = StreamProcessor(config, stream.srate, stream.channel_labels)
+    with pytest.raises(BiosigError, match="channels"):
+        processor.process(np.zeros((10, 3)), np.arange(10) / stream.srate)
