@@ -229,14 +229,14 @@ class PreprocessConfig(_ConfigMixin):
         nyquist = fs / 2
         changes = {}
         if self.bandpass_hz is not None and self.bandpass_hz[1] >= nyquist:
-            logger.warning(
+            logger.info(
                 "band-pass upper edge %g Hz is at or above Nyquist (%g Hz at %g Hz): "
                 "using a %g Hz high-pass instead",
                 self.bandpass_hz[1], nyquist, fs, self.bandpass_hz[0],
             )
             changes.update(bandpass_hz=None, highpass_hz=self.bandpass_hz[0])
         if self.notch_hz is not None and self.notch_hz >= nyquist:
-            logger.warning(
+            logger.info(
                 "notch %g Hz is at or above Nyquist (%g Hz at %g Hz): no notch",
                 self.notch_hz, nyquist, fs,
             )

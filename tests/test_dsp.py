@@ -627,14 +627,14 @@ def test_config_validate_refuses_frequencies_above_nyquist():
 
 
 def test_emg_preset_adapts_to_the_myo_rate(caplog):
-    with caplog.at_level(logging.WARNING, logger="biosig.config"):
+    with caplog.at_level(logging.INFO, logger="biosig.config"):
         myo = PipelineConfig.emg_default(200)
     assert "using a 20 Hz high-pass" in caplog.text
     assert myo.preprocess.bandpass_hz is None and myo.preprocess.highpass_hz == 20.0
     assert myo.preprocess.notch_hz == 50.0
     grab = PipelineConfig.emg_default(2048)
     assert grab.preprocess.bandpass_hz == (20.0, 450.0)
-    with caplog.at_level(logging.WARNING, logger="biosig.config"):
+    with caplog.at_level(logging.INFO, logger="biosig.config"):
         low = PipelineConfig.emg_default(80)
     assert low.preprocess.notch_hz is None and "no notch" in caplog.text
 
