@@ -317,6 +317,9 @@ class PipelineConfig:
         Content type of the stream to use, e.g. "EMG" or "CTG".
     channels : list of str or None
         Channel labels to use, in this order; None: all channels.
+    srate : float or None
+        Sampling rate in Hz these settings were made for (e.g. a model's training data); a
+        stream at another rate is refused. None: any rate.
     """
 
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
@@ -325,6 +328,7 @@ class PipelineConfig:
     stream_name: str | None = None
     stream_type: str | None = None
     channels: list[str] | None = None
+    srate: float | None = None
 
     def __post_init__(self):
         for name, kind in _SECTIONS.items():
@@ -344,6 +348,7 @@ class PipelineConfig:
                 raise BiosigError("channels is empty; leave it out to use all channels")
             if len(set(self.channels)) != len(self.channels):
                 raise BiosigError(f"channels lists a label twice: {self.channels}")
+        self.srate = _optional_positive(self.srate, "srate")
 
     def validate(self, fs: float) -> "PipelineConfig":
         """Check every section against an input rate of ``fs`` Hz (windows at the output rate)."""
@@ -384,6 +389,7 @@ class PipelineConfig:
             "stream_name": self.stream_name,
             "stream_type": self.stream_type,
             "channels": None if self.channels is None else list(self.channels),
+            "srate": self.srate,
         }
         for name in _SECTIONS:
             out[name] = getattr(self, name).to_dict()

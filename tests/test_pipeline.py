@@ -142,3 +142,59 @@ def test_channel_selection_and_mismatch_errors(shared_data):
     processor = StreamProcessor(config, stream.srate, stream.channel_labels)
     with pytest.raises(BiosigError, match="channels"):
         processor.process(np.zeros((10, 3)), np.arange(10) / stream.srate)
+
+
+def test_rate_mismatch_is_a_clear_error(shared_data):
+    stream = _myo_stream(shared_data)
+    config = PipelineConfig.for_rate(200.0, modality="EMG")
+    config.srate = 1000.0
+    with pytest.raises(BiosigError, match="200 Hz.*1000 Hz"):
+        StreamProcessor(config, stream.srate, stream.channel_labels)
+    assert PipelineConfig.from_dict(config.to_dict()).srate == 1000.0
+
+
+def test_live_pipeline_survives_an_outlet_restart(unique_name):
+    """The LSL source loses its outlet mid-stream; the pipeline reports it and carries on."""
+    import pylsl
+
+    from biosig.stream.inlet import Inlet
+    from biosig.stream.sources import LSLSource
+
+    def outlet():
+        info = pylsl.StreamInfo(unique_name, "EMG", 2, 200.0, "float32", unique_name)
+        return pylsl.StreamOutlet(info)
+
+    rng = np.random.default_rng(3)
+    sent = rng.normal(size=(1200, 2)).astype(np.float32)
+    sink = CollectSink()
+    out = outlet()
+    pipeline = Pipeline(LSLSource(Inlet(name=unique_name)), PipelineConfig.for_rate(200.0), sinks=[sink])
+    pipeline.start()
+    out.wait_for_consumers(5)
+
+    def send(block, t0):
+        for k in range(0, len(block), 20):
+            stamps = t0 + (np.arange(k, k + 20)) / 200.0
+            out.push_chunk(block[k:k + 20], stamps.tolist())
+            time.sleep(0.01)
+
+    t0 = pylsl.local_clock()
+    send(sent[:600], t0)
+    time.sleep(0.1)
+    del out  # the sensor goes away for a second
+    time.sleep(1.0)
+    out = outlet()
+    out.wait_for_consumers(10)
+    send(sent[600:], t0 + 600 / 200.0 + 1.0)
+    deadline = time.monotonic() + 10
+    while pipeline.stats.samples_in < 1200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    inlet = pipeline.source.inlet
+    pipeline.stop()
+    assert pipeline.stats.samples_in == 1200
+    assert inlet.stats.disconnects >= 1 and inlet.stats.reconnects >= 1
+    assert any(abs(gap.duration_s - 1.0) < 0.1 for gap in inlet.stats.gaps)
+    results = sink.results()
+    # Windows keep coming after the restart (hop 50 ms over 6 s of data, minus the first window).
+    assert len(results) >= 110
+    assert np.isfinite(results.features).all()

@@ -66,6 +66,12 @@ class StreamProcessor:
     def __init__(self, config: PipelineConfig, srate: float, channel_labels, classifier=None):
         self.config = config
         self.srate = check_positive(srate, "sampling rate")
+        if config.srate is not None and abs(self.srate - config.srate) > 1e-6 * config.srate:
+            raise BiosigError(
+                f"the stream is sampled at {self.srate:g} Hz but the pipeline is configured "
+                f"for {config.srate:g} Hz"
+            )
+        self.n_source_channels = len(channel_labels)
         self.channel_index = select_channels(channel_labels, config.channels)
         self.channel_labels = [list(channel_labels)[i] for i in self.channel_index]
         n_channels = len(self.channel_index)
@@ -107,9 +113,10 @@ class StreamProcessor:
             If False, leave the posteriors of these windows NaN (stale windows).
         """
         data = np.asarray(data, dtype=np.float64)
-        if data.ndim != 2 or data.shape[1] <= max(self.channel_index, default=-1):
+        if data.ndim != 2 or data.shape[1] != self.n_source_channels:
             raise BiosigError(
-                f"expected chunks with {max(self.channel_index) + 1}+ channels, got shape {data.shape}"
+                f"the stream announced {self.n_source_channels} channels but a chunk has shape "
+                f"{data.shape}"
             )
         if len(self.channel_index) != data.shape[1]:
             data = data[:, self.channel_index]
