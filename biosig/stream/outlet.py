@@ -3,8 +3,8 @@
 * :func:`make_outlet` opens an outlet for a :class:`Stream` or :class:`Markers`, with its
   metadata and in its own value format (so samples stay bit-identical).
 * :class:`ResultsOutlet` publishes one sample per classified window: the posterior of every
-  class, the entropy of the posterior and the predicted class index, plus a marker stream
-  carrying the predicted label as text.
+  class, the entropy of the posterior and the predicted class index (optionally the OOD score
+  and flag and the rejection flag), plus a marker stream carrying the predicted label as text.
 """
 
 from __future__ import annotations
@@ -60,9 +60,11 @@ class ResultsOutlet:
 
     * ``name`` (type ``"Classifier"``, irregular rate, float32): per window the posterior
       probability of each class, the entropy of the posterior and the predicted class index,
-      in channels labelled ``p(<class>)`` …, ``entropy``, ``predicted``;
+      in channels labelled ``p(<class>)`` …, ``entropy``, ``predicted``; with ``with_ood``
+      also ``ood_score`` (the model's out-of-distribution score), ``ood`` (1 above the model's
+      threshold) and ``rejected`` (1: no decision, ``predicted`` is -1);
     * ``<name>-labels`` (type ``"Markers"``, string): the predicted class name, with the same
-      timestamp.
+      timestamp; nothing for a rejected window.
 
     Parameters
     ----------
@@ -76,6 +78,8 @@ class ResultsOutlet:
     entropy_unit : str
         Unit written in the entropy channel's metadata (``"nat"`` for the natural logarithm,
         ``"bit"`` for log2), as computed by the caller.
+    with_ood : bool
+        Add the ``ood_score``, ``ood`` and ``rejected`` channels after ``predicted``.
 
     Examples
     --------
@@ -90,6 +94,7 @@ class ResultsOutlet:
         source_id: str | None = None,
         *,
         entropy_unit: str = "nat",
+        with_ood: bool = False,
     ):
         self.class_names = [str(c) for c in class_names]
         if not self.class_names:
@@ -98,16 +103,23 @@ class ResultsOutlet:
             raise BiosigError(f"class names must be distinct, got {self.class_names}")
         self.name = str(name)
         self.source_id = default_source_id(self.name) if source_id is None else str(source_id)
+        self.with_ood = bool(with_ood)
         self.channel_labels = [f"p({c})" for c in self.class_names] + ["entropy", "predicted"]
         n_classes = len(self.class_names)
+        units = ["probability"] * n_classes + [entropy_unit, "index"]
+        types = ["posterior"] * n_classes + ["entropy", "class"]
+        if self.with_ood:
+            self.channel_labels += ["ood_score", "ood", "rejected"]
+            units += ["score", "flag", "flag"]
+            types += ["ood_score", "ood", "rejected"]
         info = channel_info(
             self.name,
             "Classifier",
             self.channel_labels,
             channel_format="float32",
             source_id=self.source_id,
-            channel_units=["probability"] * n_classes + [entropy_unit, "index"],
-            channel_types=["posterior"] * n_classes + ["entropy", "class"],
+            channel_units=units,
+            channel_types=types,
         )
         classes = info.desc().append_child("classes")
         for class_name in self.class_names:
@@ -122,13 +134,15 @@ class ResultsOutlet:
         )
         self._labels = pylsl.StreamOutlet(label_info)
         # One reusable sample buffer: push() runs once per window on the live path.
-        self._sample = np.zeros(n_classes + 2, dtype=np.float32)
+        self._sample = np.zeros(len(self.channel_labels), dtype=np.float32)
 
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
 
-    def push(self, t_end: float, posteriors, entropy: float, predicted_index: int) -> None:
+    def push(self, t_end: float, posteriors, entropy: float, predicted_index: int, *,
+             ood_score: float = float("nan"), ood_flag: bool = False,
+             rejected: bool = False) -> None:
         """Publish the result of one window.
 
         Parameters
@@ -141,7 +155,13 @@ class ResultsOutlet:
         entropy : float
             Entropy of the posterior, in ``entropy_unit``.
         predicted_index : int
-            Index of the predicted class in ``class_names``.
+            Index of the predicted class in ``class_names``; -1 when ``rejected``.
+        ood_score : float
+            The model's out-of-distribution score (sent only ``with_ood``).
+        ood_flag : bool
+            True if the window is out of distribution (sent only ``with_ood``).
+        rejected : bool
+            The model made no decision: ``predicted_index`` may be -1, and no label is sent.
         """
         if self._values is None:
             raise BiosigError(f"results outlet {self.name!r} is closed")
@@ -151,17 +171,21 @@ class ResultsOutlet:
                 f"got {posteriors.shape[0]} posteriors for {self.n_classes} classes "
                 f"{self.class_names}"
             )
-        index = check_int(predicted_index, "predicted_index", minimum=0)
+        index = check_int(predicted_index, "predicted_index", minimum=-1 if rejected else 0)
         if index >= self.n_classes:
             raise BiosigError(
                 f"predicted_index {index} is out of range for {self.n_classes} classes"
             )
-        self._sample[: self.n_classes] = posteriors
-        self._sample[-2] = entropy
-        self._sample[-1] = index
+        n = self.n_classes
+        self._sample[:n] = posteriors
+        self._sample[n] = entropy
+        self._sample[n + 1] = -1 if rejected else index
+        if self.with_ood:
+            self._sample[n + 2 :] = (ood_score, bool(ood_flag), bool(rejected))
         timestamp = float(t_end)
         self._values.push_sample(self._sample, timestamp)
-        self._labels.push_sample([self.class_names[index]], timestamp)
+        if not rejected:
+            self._labels.push_sample([self.class_names[index]], timestamp)
 
     def have_consumers(self) -> bool:
         """True if some inlet subscribes to the numeric results stream."""

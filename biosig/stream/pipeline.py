@@ -7,7 +7,9 @@ Processing order for one chunk (see also ``docs/pipeline.md``):
    (counted), filters and smooths it with carried filter state (:class:`~biosig.dsp.Preprocessor`);
 3. the ring-buffer windower emits every window completed by this chunk;
 4. features are computed for those windows in one vectorised call;
-5. the classifier (if any) turns features into posteriors, unless the windows are stale;
+5. the classifier (if any) turns features into posteriors, unless the windows are stale; one
+   with ``infer`` (an :class:`~biosig.inference.OnnxModel`) also gives OOD scores and flags,
+   rejections and smoothed decisions;
 6. the result batch goes to every sink.
 
 The same :class:`StreamProcessor` runs offline on a whole recording in one call
@@ -60,7 +62,11 @@ class StreamProcessor:
         Labels of the incoming channels (the config may pick a subset).
     classifier : object or None
         Anything with ``predict_proba(X) -> (n, n_classes)`` and ``classes_``; fills the
-        inference slot.
+        inference slot. If it also has ``infer(X)`` (returning posteriors, ood_score,
+        ood_flag, rejected and predicted, as :class:`biosig.inference.Inference`), that is used
+        instead and the results carry the OOD and rejection columns. A classifier with
+        ``check_stream(srate, channel_labels)`` is asked to accept the stream first, and one
+        with ``feature_names`` must name exactly the features this pipeline computes.
     """
 
     def __init__(self, config: PipelineConfig, srate: float, channel_labels, classifier=None):
@@ -71,6 +77,8 @@ class StreamProcessor:
                 f"the stream is sampled at {self.srate:g} Hz but the pipeline is configured "
                 f"for {config.srate:g} Hz"
             )
+        if hasattr(classifier, "check_stream"):
+            classifier.check_stream(self.srate, list(channel_labels))
         self.n_source_channels = len(channel_labels)
         self.channel_index = select_channels(channel_labels, config.channels)
         self.channel_labels = [list(channel_labels)[i] for i in self.channel_index]
@@ -85,6 +93,10 @@ class StreamProcessor:
         )
         self.classifier = classifier
         self.class_names = [str(c) for c in getattr(classifier, "classes_", [])]
+        self._infers = callable(getattr(classifier, "infer", None))
+        _check_classifier_features(classifier, self.feature_names)
+        if callable(getattr(classifier, "reset", None)):
+            classifier.reset()  # a new stream: no decision history from another one
 
     @property
     def feature_names(self) -> list[str]:
@@ -96,9 +108,11 @@ class StreamProcessor:
         return int(np.sum(self.preprocessor.n_nonfinite))
 
     def reset(self) -> None:
-        """Forget all carried state (filters, partial windows)."""
+        """Forget all carried state (filters, partial windows, decision smoothing)."""
         self.preprocessor.reset()
         self.windower.reset()
+        if callable(getattr(self.classifier, "reset", None)):
+            self.classifier.reset()
 
     def process(self, data, timestamps, *, classify: bool = True) -> WindowResults:
         """Process one chunk and return the windows it completed.
@@ -132,13 +146,51 @@ class StreamProcessor:
             class_names=self.class_names,
         )
         if self.classifier is not None:
-            results.posteriors = np.full((len(results), len(self.class_names)), np.nan)
-            if len(results):
-                if classify:
-                    results.posteriors[:] = self.classifier.predict_proba(features)
-                else:
-                    results.skipped[:] = True
+            self._classify(results, features, classify)
         return results
+
+    def _classify(self, results: WindowResults, features, classify: bool) -> None:
+        """Fill the inference slot of ``results`` (NaN / no decision where skipped)."""
+        n = len(results)
+        results.posteriors = np.full((n, len(self.class_names)), np.nan)
+        if self._infers:
+            results.ood_score = np.full(n, np.nan)
+            results.ood_flag = np.zeros(n, dtype=bool)
+            results.rejected = np.zeros(n, dtype=bool)
+            results.decision = np.full(n, -1, dtype=np.int64)
+        if not n:
+            return
+        if not classify:
+            results.skipped[:] = True
+        elif self._infers:
+            inference = self.classifier.infer(features)
+            results.posteriors[:] = inference.posteriors
+            results.ood_score[:] = inference.ood_score
+            results.ood_flag[:] = inference.ood_flag
+            results.rejected[:] = inference.rejected
+            results.decision[:] = inference.predicted
+        else:
+            results.posteriors[:] = self.classifier.predict_proba(features)
+
+
+def _check_classifier_features(classifier, feature_names) -> None:
+    """Refuse a classifier trained on other features than the pipeline computes."""
+    expected = getattr(classifier, "feature_names", None)
+    if expected is None or list(expected) == list(feature_names):
+        return
+    expected, actual = list(expected), list(feature_names)
+    absent = [f for f in expected if f not in actual]
+    if absent:
+        detail = f"the pipeline does not compute {absent[:6]}{' ...' if len(absent) > 6 else ''}"
+    elif len(expected) != len(actual):
+        detail = (f"the pipeline computes {len(actual)} features, the classifier takes "
+                  f"{len(expected)}")
+    else:
+        detail = "the pipeline computes them in another order"
+    raise BiosigError(
+        f"the classifier was trained on other features than this pipeline computes: {detail}; "
+        "use the model's own pipeline settings"
+    )
 
 
 def process_recording(stream: Stream, config: PipelineConfig | None = None, classifier=None) -> WindowResults:
@@ -147,9 +199,16 @@ def process_recording(stream: Stream, config: PipelineConfig | None = None, clas
     Gives the same windows, features and posteriors as the live path fed the same samples in
     any chunking.
     """
-    config = config or PipelineConfig.for_stream(stream)
+    config = config or _default_config(stream.srate, stream.type, classifier)
     processor = StreamProcessor(config, stream.srate, stream.channel_labels, classifier)
     return processor.process(stream.data, stream.timestamps)
+
+
+def _default_config(srate: float, stream_type, classifier) -> PipelineConfig:
+    """A model's own pipeline settings if it has them, else the preset for the stream."""
+    if callable(getattr(classifier, "pipeline_config", None)):
+        return classifier.pipeline_config()
+    return PipelineConfig.for_rate(srate, modality=stream_type or "EMG")
 
 
 @dataclass
@@ -163,6 +222,8 @@ class PipelineStats:
     windows: int = 0
     windows_skipped: int = 0
     windows_flagged: int = 0
+    windows_ood: int = 0
+    windows_rejected: int = 0
     nonfinite_samples: int = 0
     sink_errors: int = 0
     latencies_s: deque = field(default_factory=lambda: deque(maxlen=2000))
@@ -183,9 +244,10 @@ class Pipeline:
     source : RecordingSource or LSLSource
         Where the samples come from.
     config : PipelineConfig or None
-        Processing settings; None picks the default for the source's rate and type.
+        Processing settings; None: the classifier's ``pipeline_config()`` if it has one (an
+        :class:`~biosig.inference.OnnxModel`), else the default for the source's rate.
     classifier : object or None
-        The inference slot (``predict_proba`` and ``classes_``).
+        The inference slot (``predict_proba`` and ``classes_``; see :class:`StreamProcessor`).
     sinks : sequence of callables
         Each is called with every :class:`WindowResults` batch, on the processing thread.
     max_queue_chunks : int
@@ -213,7 +275,10 @@ class Pipeline:
         """Open the source, build the processor and start both threads."""
         self.source.open()
         if self.config is None:
-            self.config = PipelineConfig.for_rate(self.source.srate)
+            if callable(getattr(self.classifier, "pipeline_config", None)):
+                self.config = self.classifier.pipeline_config()
+            else:
+                self.config = PipelineConfig.for_rate(self.source.srate)
         self.processor = StreamProcessor(
             self.config, self.source.srate, self.source.channel_labels, self.classifier
         )
@@ -320,6 +385,9 @@ class Pipeline:
         self.stats.windows += len(results)
         self.stats.windows_flagged += int(results.flagged.sum())
         self.stats.windows_skipped += int(results.skipped.sum())
+        if results.has_ood:
+            self.stats.windows_ood += int(results.ood_flag.sum())
+            self.stats.windows_rejected += int(results.rejected.sum())
         self.stats.latencies_s.extend(results.latency_s.tolist())
         for sink in self.sinks:
             try:

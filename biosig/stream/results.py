@@ -1,4 +1,9 @@
-"""Per-window results of the pipeline: features, and posteriors once a classifier fills the slot."""
+"""Per-window results of the pipeline: features, and posteriors once a classifier fills the slot.
+
+A classifier with ``infer(X)`` (:class:`biosig.inference.OnnxModel`) also fills the
+out-of-distribution score and flag, the rejection flag and the decision after rejection and
+smoothing; a plain ``predict_proba`` classifier leaves those None.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +34,16 @@ class WindowResults:
         True where inference was skipped because the window was already stale.
     latency_s : ndarray, shape (n_windows,)
         Wall-clock seconds from the chunk's arrival to its result (0 offline).
+    ood_score : ndarray, shape (n_windows,), or None
+        The model's out-of-distribution score (higher = less like the training data; NaN where
+        skipped). None unless the classifier has ``infer``.
+    ood_flag : ndarray of bool, shape (n_windows,), or None
+        True where ``ood_score`` is above the model's threshold (False where skipped).
+    rejected : ndarray of bool, shape (n_windows,), or None
+        True where the model gave no decision because it was too uncertain.
+    decision : ndarray of int64, shape (n_windows,), or None
+        The classifier's decision after rejection and smoothing (-1: none). None: the decision
+        is the most probable class (see :attr:`predicted`).
     """
 
     t_end: np.ndarray
@@ -39,6 +54,10 @@ class WindowResults:
     class_names: list[str] = field(default_factory=list)
     skipped: np.ndarray | None = None
     latency_s: np.ndarray | None = None
+    ood_score: np.ndarray | None = None
+    ood_flag: np.ndarray | None = None
+    rejected: np.ndarray | None = None
+    decision: np.ndarray | None = None
 
     def __post_init__(self):
         n = len(self.t_end)
@@ -59,10 +78,18 @@ class WindowResults:
         return -np.sum(self.posteriors * np.log(p), axis=1)
 
     @property
+    def has_ood(self) -> bool:
+        """True if the classifier filled ``ood_score``, ``ood_flag`` and ``rejected``."""
+        return self.ood_score is not None
+
+    @property
     def predicted(self) -> np.ndarray | None:
-        """Index of the most probable class per window (-1 where skipped)."""
+        """Decided class index per window: the classifier's :attr:`decision` if it made one,
+        else the most probable class; -1 where skipped (or rejected)."""
         if self.posteriors is None:
             return None
+        if self.decision is not None:
+            return self.decision
         out = np.full(len(self), -1, dtype=np.int64)
         ok = ~np.isnan(self.posteriors).any(axis=1)
         out[ok] = np.argmax(self.posteriors[ok], axis=1)
@@ -88,6 +115,7 @@ class WindowResults:
             return cls.empty(feature_names or [], class_names)
         first = parts[0]
         has_post = first.posteriors is not None
+        n_each = [len(p) for p in parts]
         return cls(
             t_end=np.concatenate([p.t_end for p in parts]),
             features=np.concatenate([p.features for p in parts]),
@@ -97,4 +125,31 @@ class WindowResults:
             class_names=first.class_names,
             skipped=np.concatenate([p.skipped for p in parts]),
             latency_s=np.concatenate([p.latency_s for p in parts]),
+            ood_score=_concat_optional(parts, "ood_score", n_each, np.nan, np.float64),
+            ood_flag=_concat_optional(parts, "ood_flag", n_each, False, bool),
+            rejected=_concat_optional(parts, "rejected", n_each, False, bool),
+            decision=_concat_decisions(parts),
         )
+
+
+def _concat_optional(parts, name: str, n_each, fill, dtype) -> np.ndarray | None:
+    """Join an optional per-window array; None if no part has it, ``fill`` for parts without."""
+    arrays = [getattr(p, name) for p in parts]
+    if all(a is None for a in arrays):
+        return None
+    return np.concatenate([
+        np.full(n, fill, dtype=dtype) if a is None else np.asarray(a, dtype=dtype)
+        for a, n in zip(arrays, n_each)
+    ])
+
+
+def _concat_decisions(parts) -> np.ndarray | None:
+    """Join decisions; a part without them contributes its most probable classes."""
+    if all(p.decision is None for p in parts):
+        return None
+    return np.concatenate([
+        p.decision if p.decision is not None
+        else p.predicted if p.posteriors is not None
+        else np.full(len(p), -1, dtype=np.int64)
+        for p in parts
+    ]).astype(np.int64)

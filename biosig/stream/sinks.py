@@ -15,20 +15,38 @@ from biosig.stream.results import WindowResults
 logger = logging.getLogger(__name__)
 
 
-def result_columns(feature_names, class_names, with_label: bool = False) -> list[str]:
-    """Column names of a results table, in the order :func:`result_rows` writes them."""
+#: Columns written after ``skipped`` when the classifier gives OOD scores and rejections.
+OOD_COLUMNS = ["ood_score", "ood", "rejected"]
+
+
+def result_columns(feature_names, class_names, with_label: bool = False,
+                   with_ood: bool = False) -> list[str]:
+    """Column names of a results table, in the order :func:`result_rows` writes them.
+
+    ``predicted`` is the decided class name (empty where skipped or rejected); with
+    ``with_ood``, ``ood_score`` (the model's score), ``ood`` (1 above its threshold) and
+    ``rejected`` (1: no decision) follow ``skipped``.
+    """
     columns = ["t_end", "flagged"]
     if with_label:
         columns.append("label")
     if class_names:
         columns += [f"p({c})" for c in class_names] + ["entropy", "predicted", "skipped"]
+        if with_ood:
+            columns += OOD_COLUMNS
     return columns + list(feature_names)
+
+
+def _columns_for(results: WindowResults, with_label: bool = False) -> list[str]:
+    return result_columns(results.feature_names, results.class_names, with_label,
+                          results.has_ood)
 
 
 def result_rows(results: WindowResults, labels=None):
     """Yield one list of values per window, matching :func:`result_columns`."""
     entropy = results.entropy
     predicted = results.predicted
+    with_ood = results.posteriors is not None and results.has_ood
     for i in range(len(results)):
         row = [repr(float(results.t_end[i])), int(results.flagged[i])]
         if labels is not None:
@@ -38,6 +56,9 @@ def result_rows(results: WindowResults, labels=None):
             pred = int(predicted[i])
             row += [repr(float(entropy[i])), results.class_names[pred] if pred >= 0 else "",
                     int(results.skipped[i])]
+            if with_ood:
+                row += [repr(float(results.ood_score[i])), int(results.ood_flag[i]),
+                        int(results.rejected[i])]
         row += [repr(float(v)) for v in results.features[i]]
         yield row
 
@@ -72,7 +93,7 @@ class CSVSink:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "w", newline="", encoding="utf-8")
         self._writer = csv.writer(self._file)
-        self._writer.writerow(result_columns(results.feature_names, results.class_names))
+        self._writer.writerow(_columns_for(results))
 
     def close(self) -> None:
         if self._file is not None:
@@ -87,7 +108,7 @@ def write_results_csv(results: WindowResults, path, *, labels=None) -> Path:
     partial = path.with_name(path.name + ".part")
     with open(partial, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(result_columns(results.feature_names, results.class_names, labels is not None))
+        writer.writerow(_columns_for(results, labels is not None))
         writer.writerows(result_rows(results, labels))
     os.replace(partial, path)
     return path
@@ -109,7 +130,11 @@ def read_results_csv(path) -> dict[str, np.ndarray]:
 
 
 class LSLResultsSink:
-    """Publish posteriors, entropy and the predicted class on an LSL outlet for other programs.
+    """Publish posteriors, entropy, the decision and OOD/rejection flags on an LSL outlet.
+
+    One sample per classified window (skipped windows are not sent); see
+    :class:`~biosig.stream.outlet.ResultsOutlet` for the channels. A rejected window is sent
+    with ``predicted = -1`` and no label marker.
 
     Parameters
     ----------
@@ -117,12 +142,15 @@ class LSLResultsSink:
         Classes of the model, in posterior column order.
     name : str
         LSL stream name of the results outlet.
+    with_ood : bool
+        Add the ``ood_score``, ``ood`` and ``rejected`` channels (NaN, 0, 0 for a classifier
+        that gives no OOD score).
     """
 
-    def __init__(self, class_names, name: str = "biosig-results"):
+    def __init__(self, class_names, name: str = "biosig-results", *, with_ood: bool = True):
         from biosig.stream.outlet import ResultsOutlet
 
-        self.outlet = ResultsOutlet(class_names, name=name)
+        self.outlet = ResultsOutlet(class_names, name=name, with_ood=with_ood)
 
     def __call__(self, results: WindowResults) -> None:
         if results.posteriors is None:
@@ -130,4 +158,13 @@ class LSLResultsSink:
         entropy = results.entropy
         predicted = results.predicted
         for i in np.flatnonzero(~results.skipped):
-            self.outlet.push(results.t_end[i], results.posteriors[i], entropy[i], predicted[i])
+            if results.has_ood:
+                self.outlet.push(results.t_end[i], results.posteriors[i], entropy[i], predicted[i],
+                                 ood_score=results.ood_score[i], ood_flag=results.ood_flag[i],
+                                 rejected=results.rejected[i])
+            else:
+                self.outlet.push(results.t_end[i], results.posteriors[i], entropy[i], predicted[i])
+
+    def close(self) -> None:
+        """Take the outlet off the network."""
+        self.outlet.close()
