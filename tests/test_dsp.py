@@ -20,6 +20,8 @@ from biosig.config import (
 from biosig.dsp import (
     FEATURE_NAMES,
     Decimator,
+    FeatureBatch,
+    FeatureChain,
     FeatureExtractor,
     LowpassEnvelope,
     MovingAverage,
@@ -29,6 +31,7 @@ from biosig.dsp import (
     Resampler,
     SOSFilter,
     WindowBatch,
+    WindowFeatures,
     Windower,
     cascade,
     design_bandpass,
@@ -551,6 +554,234 @@ def test_unknown_feature_lists_valid_names():
         FeatureExtractor(("mav",), ["a"]).transform(np.zeros((1, 5, 2)))
     with pytest.raises(BiosigError, match="envelope"):
         FeatureExtractor(("env_mean",), ["a"]).transform(np.zeros((1, 5, 1)))
+
+
+# --- window features (no windows) ----------------------------------------------------------
+
+
+def _features_via_windows(extractor, t, x, env, fs, length_s, hop_s, mask):
+    signals = (x,) if env is None else (x, env)
+    batch = windows_offline(t, *signals, fs=fs, length_s=length_s, hop_s=hop_s, mask=mask)
+    return batch, extractor.transform(*batch.arrays)
+
+
+def _assert_same_features(got: np.ndarray, expected: np.ndarray, extractor):
+    assert got.shape == expected.shape
+    if not got.size:
+        return
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    counts = [
+        i for i, name in enumerate(extractor.feature_names) if name.split(":")[0] in ("zc", "ssc")
+    ]
+    np.testing.assert_array_equal(got[:, counts], expected[:, counts])  # counts stay exact
+
+
+@pytest.mark.parametrize(
+    "length_s, hop_s",
+    [
+        (0.2, 0.05),  # the EMG preset: 200 / 50 samples
+        (0.05, 0.013),  # length not a multiple of the hop
+        (0.013, 0.013),  # no overlap
+        (0.01, 0.05),  # gaps between windows
+        (0.004, 0.003),  # hop of 3: the shortest without the fallback
+        (0.002, 0.004),  # windows shorter than what ssc leaves out
+        (0.05, 0.002),  # hop of 2: falls back to windows + transform
+        (0.001, 0.001),
+    ],
+)
+def test_window_features_equal_transform_of_the_windows(length_s, hop_s):
+    fs, n = 1000.0, 1500
+    rng = np.random.default_rng(21)
+    x = rng.normal(size=(n, 3))
+    x[300:320] = 0.0  # exact zeros: no crossing, no slope change
+    x[400:410, 1] = 1.0  # a plateau
+    env = np.abs(rng.normal(size=(n, 3)))
+    t = 3.0 + np.arange(n) / fs
+    mask = np.zeros((n, 3), dtype=bool)
+    mask[[250, 900], [0, 2]] = True
+    extractor = FeatureExtractor(channel_labels=["a", "b", "c"])
+    reference, expected = _features_via_windows(extractor, t, x, env, fs, length_s, hop_s, mask)
+    for max_size in (None, 1, 7, 150):
+        features = WindowFeatures(extractor, fs, length_s, hop_s)
+        bounds = [(0, n)] if max_size is None else chunk_bounds(n, max_size)
+        batches = [
+            features.push(t[a:b], x[a:b], env[a:b], mask=mask[a:b]) for a, b in bounds
+        ]
+        got = FeatureBatch.concatenate(batches)
+        assert got.n_windows == reference.n_windows
+        np.testing.assert_array_equal(got.t_end, reference.t_end)
+        np.testing.assert_array_equal(got.start_index, reference.start_index)
+        np.testing.assert_array_equal(got.flags, reference.flags)
+        _assert_same_features(got.features, expected, extractor)
+    assert reference.flags.any()
+
+
+def test_window_features_with_thresholds_subsets_and_any_order():
+    fs, n = 500.0, 2000
+    x = np.random.default_rng(22).normal(size=(n, 2))
+    t = np.arange(n) / fs
+    for names in [("ssc", "zc", "wl"), ("zc",), ("ssc",), ("rms", "mav"), ("wl", "env_mean")]:
+        for zc_threshold, ssc_threshold in [(0.0, 0.0), (0.8, 0.5)]:
+            extractor = FeatureExtractor(
+                names, ["p", "q"], zc_threshold=zc_threshold, ssc_threshold=ssc_threshold
+            )
+            env = np.abs(x) if "env_mean" in names else None
+            _, expected = _features_via_windows(extractor, t, x, env, fs, 0.1, 0.03, None)
+            features = WindowFeatures(extractor, fs, 0.1, 0.03)
+            got = FeatureBatch.concatenate(
+                features.push(t[a:b], x[a:b], None if env is None else env[a:b])
+                for a, b in chunk_bounds(n, 90)
+            )
+            _assert_same_features(got.features, expected, extractor)
+
+
+def test_window_features_of_windows_many_hops_long():
+    fs, n = 1000.0, 2500
+    x = np.random.default_rng(27).normal(size=(n, 2))
+    t = np.arange(n) / fs
+    extractor = FeatureExtractor(channel_labels=["a", "b"])
+    features = WindowFeatures(extractor, fs, 1.0, 0.003)  # 334 hops per window
+    assert features._window_index is None  # indices computed per push, not tabulated
+    _, expected = _features_via_windows(extractor, t, x, np.abs(x), fs, 1.0, 0.003, None)
+    got = FeatureBatch.concatenate(
+        features.push(t[a:b], x[a:b], np.abs(x[a:b])) for a, b in chunk_bounds(n, 400)
+    )
+    _assert_same_features(got.features, expected, extractor)
+
+
+def test_window_features_stay_bounded_and_reset():
+    fs = 1000.0
+    extractor = FeatureExtractor(channel_labels=["a", "b"])
+    features = WindowFeatures(extractor, fs, 0.2, 0.05)
+    x = np.random.default_rng(23).normal(size=(64, 2))
+    first = []
+    for i in range(500):
+        batch = features.push(np.arange(64) / fs + 0.064 * i, x, np.abs(x))
+        if i < 20:
+            first.append(batch)
+        assert features._signal.rows.shape[1] <= 4 * 50 + 1024
+        assert features._sums.shape[0] <= 4 * 4 + 8
+    # one push of a whole recording is taken in pieces: the buffers stay small
+    features.reset()
+    long = np.random.default_rng(24).normal(size=(30000, 2))
+    assert features.push(np.arange(30000) / fs, long, np.abs(long)).n_windows == 597
+    assert features._signal.rows.shape[1] <= 2 * (4096 + 4 * 50 + 1024)
+    assert features._sums.shape[0] <= 2 * (4096 // 50 + 4 * 4 + 8)
+    features.reset()
+    again = [features.push(np.arange(64) / fs + 0.064 * i, x, np.abs(x)) for i in range(20)]
+    np.testing.assert_array_equal(
+        FeatureBatch.concatenate(again).features, FeatureBatch.concatenate(first).features
+    )
+
+
+def test_window_features_refuse_bad_pushes():
+    extractor = FeatureExtractor(channel_labels=["a", "b"])
+    features = WindowFeatures(extractor, 100.0, 0.1, 0.05)
+    with pytest.raises(BiosigError, match="channels"):
+        features.push(np.arange(3.0), np.zeros((3, 3)), np.zeros((3, 3)))
+    with pytest.raises(BiosigError, match="samples"):
+        features.push(np.arange(3.0), np.zeros((4, 2)), np.zeros((4, 2)))
+    with pytest.raises(BiosigError, match="env_mean"):
+        features.push(np.arange(3.0), np.zeros((3, 2)))
+    with pytest.raises(BiosigError, match="FeatureExtractor"):
+        WindowFeatures(None, 100.0, 0.1, 0.05)
+    empty = features.push(np.zeros(0), np.zeros((0, 2)), np.zeros((0, 2)))
+    assert empty.n_windows == 0 and empty.features.shape == (0, 12)
+
+
+@pytest.mark.parametrize(
+    "changes, length_s, hop_s",
+    [
+        ({}, 0.2, 0.05),  # the EMG preset
+        ({"envelope": "moving_average", "filter_init": "steady"}, 0.2, 0.05),
+        ({"envelope": "lowpass", "envelope_cutoff_hz": 8.0}, 0.1, 0.03),
+        ({"envelope": "none", "bandpass_hz": None, "highpass_hz": 20.0}, 0.05, 0.05),
+        ({"envelope": "none", "rectify": False, "bandpass_hz": None, "notch_hz": None}, 0.1, 0.02),
+        ({"decimate": 2}, 0.2, 0.05),  # a rate change: no deferring
+        ({}, 0.05, 0.002),  # a hop of 2 samples: WindowFeatures falls back, no deferring
+    ],
+)
+def test_feature_chain_equals_its_stages_chunk_by_chunk(changes, length_s, hop_s):
+    fs, n = 1000.0, 3000
+    rng = np.random.default_rng(25)
+    x = rng.normal(size=(n, 3)) + 0.5
+    x[700, 1] = np.nan
+    x[1500:1504, 0] = np.inf
+    x[2980:, 2] = np.nan  # in the last, unfinished window: still counted
+    t = 10.0 + np.arange(n) / fs
+    config = PipelineConfig.emg_default(fs)
+    preprocess = PreprocessConfig(**{**config.preprocess.to_dict(), **changes})
+    extractor = FeatureExtractor(channel_labels=["a", "b", "c"])
+
+    def stages():
+        pre = Preprocessor(preprocess, fs, 3)
+        return pre, WindowFeatures(extractor, pre.fs_out, length_s, hop_s)
+
+    pre, features = stages()
+    chain = FeatureChain(*stages())
+    expected, got = [], []
+    for a, b in chunk_bounds(n, 90):
+        filtered, envelope, replaced = pre.process_with_mask(x[a:b])
+        expected.append(
+            features.push(pre.output_timestamps(t[a:b]), filtered, envelope, mask=replaced)
+        )
+        got.append(chain.push(x[a:b], t[a:b]))
+        assert len(got[-1]) == len(expected[-1])  # each window as soon as it completes
+        np.testing.assert_array_equal(chain.n_nonfinite, pre.n_nonfinite)
+    expected, got = FeatureBatch.concatenate(expected), FeatureBatch.concatenate(got)
+    assert got.n_windows > 10 and got.flags.any() and not got.flags.all()
+    np.testing.assert_array_equal(got.t_end, expected.t_end)
+    np.testing.assert_array_equal(got.start_index, expected.start_index)
+    np.testing.assert_array_equal(got.flags, expected.flags)
+    _assert_same_features(got.features, expected.features, extractor)
+    np.testing.assert_array_equal(chain.n_nonfinite, [4, 1, 20])
+    # one call over the whole recording, and again after a reset
+    for _ in range(2):
+        once = chain.reset().push(x, t)
+        np.testing.assert_array_equal(once.t_end, expected.t_end)
+        np.testing.assert_array_equal(once.flags, expected.flags)
+        _assert_same_features(once.features, expected.features, extractor)
+
+
+def test_feature_chain_takes_a_long_recording_in_pieces():
+    fs = 2048.0
+    x = np.random.default_rng(26).normal(size=(20000, 2))
+    t = np.arange(20000) / fs
+    config = PipelineConfig.emg_default(fs)
+    extractor = FeatureExtractor(config.features.names, ["a", "b"])
+
+    def chain():
+        pre = Preprocessor(config.preprocess, fs, 2)
+        return FeatureChain(pre, WindowFeatures(extractor, fs, 0.2, 0.05))
+
+    once = chain().push(x, t)
+    chunked = chain()
+    pieces = FeatureBatch.concatenate(
+        chunked.push(x[a : a + 32], t[a : a + 32]) for a in range(0, 20000, 32)
+    )
+    assert once.n_windows == pieces.n_windows == (20000 - 410) // 102 + 1
+    np.testing.assert_array_equal(once.t_end, pieces.t_end)
+    _assert_same_features(once.features, pieces.features, extractor)
+    assert chunked.features._signal.rows.shape[1] <= 4 * 102 + 1024
+    assert chunked._pending.shape[0] <= 1024
+
+
+def test_feature_chain_refuses_mismatched_stages():
+    extractor = FeatureExtractor(channel_labels=["a", "b"])
+    pre = Preprocessor(PreprocessConfig(decimate=2), 100.0, 2)
+    with pytest.raises(BiosigError, match="Hz"):
+        FeatureChain(pre, WindowFeatures(extractor, 100.0, 0.2, 0.05))
+    with pytest.raises(BiosigError, match="channels"):
+        FeatureChain(
+            Preprocessor(PreprocessConfig(), 100.0, 3), WindowFeatures(extractor, 100.0, 0.2, 0.05)
+        )
+    chain = FeatureChain(
+        Preprocessor(PreprocessConfig(), 100.0, 2), WindowFeatures(extractor, 100.0, 0.2, 0.05)
+    )
+    with pytest.raises(BiosigError, match="timestamps"):
+        chain.push(np.zeros((3, 2)), np.zeros(4))
+    with pytest.raises(BiosigError, match="channels"):
+        chain.push(np.zeros((3, 3)), np.zeros(3))
 
 
 # --- configuration -----------------------------------------------------------------------

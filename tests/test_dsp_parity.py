@@ -3,7 +3,10 @@
 Each recording is fed to the preprocessing chain, the windower and the feature extractor in
 random-sized chunks (0 to ~3 windows long, 0 and 1 included), and compared with one offline
 call: filtered signal, envelope, replaced-sample mask, output timestamps, windows (t_end,
-contents, flags) and features must agree to 1e-9.
+contents, flags) and features must agree to 1e-9. The same chunks also go to
+:class:`WindowFeatures` (features without windows, after the preprocessor) and to a
+:class:`FeatureChain` (preprocessor + WindowFeatures, preprocessing deferred to window ends),
+whose features, chunked and in one call, must match those of the offline windows.
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ from scipy import signal
 
 from biosig.config import PipelineConfig, PreprocessConfig
 from biosig.dsp import (
+    FeatureBatch,
+    FeatureChain,
     FeatureExtractor,
     Preprocessor,
     WindowBatch,
+    WindowFeatures,
     Windower,
     cascade,
     design_bandpass,
@@ -71,6 +77,8 @@ class Result:
     timestamps: np.ndarray
     windows: WindowBatch
     features: np.ndarray
+    streamed: FeatureBatch  # from WindowFeatures, fed the same chunks
+    chained: FeatureBatch  # from a FeatureChain fed the same raw chunks
 
 
 def make_stages(config: PipelineConfig, fs: float, labels):
@@ -84,10 +92,22 @@ def make_stages(config: PipelineConfig, fs: float, labels):
     return pre, extractor
 
 
+def make_window_features(config, extractor, pre) -> WindowFeatures:
+    return WindowFeatures(extractor, pre.fs_out, config.window.length_s, config.window.hop_s)
+
+
+def make_chain(config, fs, labels) -> FeatureChain:
+    pre, extractor = make_stages(config, fs, labels)
+    return FeatureChain(pre, make_window_features(config, extractor, pre))
+
+
 def run_offline(config, fs, x, t, labels) -> Result:
     pre, extractor = make_stages(config, fs, labels)
     filtered, envelope, replaced = pre.process_with_mask(x)
     t_out = pre.output_timestamps(t)
+    streamed = make_window_features(config, extractor, pre).push(
+        t_out, filtered, envelope, mask=replaced
+    )
     windows = windows_offline(
         t_out,
         filtered,
@@ -98,16 +118,19 @@ def run_offline(config, fs, x, t, labels) -> Result:
         mask=replaced,
     )
     features = extractor.transform(*windows.arrays)
-    return Result(filtered, envelope, replaced, t_out, windows, features)
+    chained = make_chain(config, fs, labels).push(x, t)
+    return Result(filtered, envelope, replaced, t_out, windows, features, streamed, chained)
 
 
 def run_chunked(config, fs, x, t, labels, seed) -> Result:
     pre, extractor = make_stages(config, fs, labels)
     windower = Windower(pre.fs_out, config.window.length_s, config.window.hop_s)
+    window_features = make_window_features(config, extractor, pre)
+    chain = make_chain(config, fs, labels)
     length, _ = window_lengths(pre.fs_out, config.window.length_s, config.window.hop_s)
     # chunk sizes in input samples, up to ~3 windows
     max_size = int(3 * length * fs / pre.fs_out)
-    parts = {"f": [], "e": [], "m": [], "t": [], "w": [], "x": []}
+    parts = {"f": [], "e": [], "m": [], "t": [], "w": [], "x": [], "s": [], "c": []}
     for a, b in chunk_bounds(len(x), max_size, seed):
         filtered, envelope, replaced = pre.process_with_mask(x[a:b])
         t_out = pre.output_timestamps(t[a:b])
@@ -118,6 +141,10 @@ def run_chunked(config, fs, x, t, labels, seed) -> Result:
         parts["t"].append(t_out)
         parts["w"].append(batch)
         parts["x"].append(extractor.transform(*batch.arrays))
+        parts["s"].append(window_features.push(t_out, filtered, envelope, mask=replaced))
+        parts["c"].append(chain.push(x[a:b], t[a:b]))
+        # non-finite samples are counted in the push that brings them
+        np.testing.assert_array_equal(chain.n_nonfinite, pre.n_nonfinite)
     return Result(
         np.vstack(parts["f"]),
         np.vstack(parts["e"]),
@@ -125,6 +152,8 @@ def run_chunked(config, fs, x, t, labels, seed) -> Result:
         np.concatenate(parts["t"]),
         WindowBatch.concatenate(parts["w"]),
         np.vstack(parts["x"]),
+        FeatureBatch.concatenate(parts["s"]),
+        FeatureBatch.concatenate(parts["c"]),
     )
 
 
@@ -145,6 +174,17 @@ def assert_parity(offline: Result, chunked: Result):
     for i, (a, b) in enumerate(zip(offline.windows.arrays, chunked.windows.arrays)):
         close(a, b, f"window array {i}")
     close(offline.features, chunked.features, "features")
+    # features without windows, in one call and chunked, against those of the windows
+    for streamed, how in (
+        (offline.streamed, "one call"),
+        (chunked.streamed, "chunked"),
+        (offline.chained, "FeatureChain, one call"),
+        (chunked.chained, "FeatureChain, chunked"),
+    ):
+        close(offline.windows.t_end, streamed.t_end, f"WindowFeatures t_end ({how})")
+        np.testing.assert_array_equal(offline.windows.start_index, streamed.start_index)
+        np.testing.assert_array_equal(offline.windows.flags, streamed.flags)
+        close(offline.features, streamed.features, f"WindowFeatures features ({how})")
     assert np.isfinite(offline.features).all()
     assert offline.windows.n_windows > 0
 

@@ -18,8 +18,10 @@ from biosig.dsp.filters import SOSFilter, design_lowpass
 ENVELOPE_KINDS = ("none", "moving_average", "moving_rms", "lowpass")
 
 # Prefix sums restart at least this often (in samples), which bounds their magnitude and so
-# their rounding error; rarer restarts would save nothing measurable.
-_MIN_ANCHOR_SPACING = 64
+# their rounding error (to ~1e-16 of the input power over ``anchor + window`` samples). A
+# restart splits the chunk it falls in, which costs a live chunk ~3x its usual time: 4096
+# samples makes that 1 chunk in 128 at 32-sample chunks.
+_MIN_ANCHOR_SPACING = 4096
 
 
 def rectify(x) -> np.ndarray:
@@ -53,10 +55,10 @@ class _MovingSum:
     """Causal sum of the last ``window`` samples of each channel, identical over any chunking.
 
     Keeps prefix sums ``P[i] = x[a] + ... + x[i]`` of the last ``window`` samples and returns
-    ``P[i] - P[i - window]``. ``P`` is computed sequentially (``np.cumsum``) and re-anchored
-    (``a`` moved, the kept values rebased) at absolute sample indices that are multiples of
-    ``anchor_every``: every value is therefore the same sequence of floating-point operations
-    whether the stream arrives in chunks or at once, and ``|P|`` stays below
+    ``P[i] - P[i - window]``. ``P`` is computed sequentially (:func:`_accumulate`) and
+    re-anchored (``a`` moved, the kept values rebased) at absolute sample indices that are
+    multiples of ``anchor_every``: every value is therefore the same sequence of floating-point
+    operations whether the stream arrives in chunks or at once, and ``|P|`` stays below
     ``anchor_every + window`` samples' worth of input, so rounding cannot grow with the length
     of the stream.
     """
@@ -65,24 +67,49 @@ class _MovingSum:
         self.window = window
         self.n_channels = n_channels
         self.anchor_every = max(2 * window, _MIN_ANCHOR_SPACING)
+        self._reciprocal = 1.0 / window
+        # Rows [_end - window, _end) of _rows are the kept prefix sums; new rows are appended
+        # after them and the kept ones moved to the front when the storage is full.
+        self._rows = np.zeros((4 * window + 256, n_channels))
         self.reset()
 
     def reset(self) -> None:
         # Prefix sums of the last ``window`` samples; samples before the stream start are 0.
-        self._prefix = _RowStore(self.window, self.n_channels)
+        self._rows[: self.window] = 0.0
+        self._end = self.window
         self.n_seen = 0
 
-    def process(self, x: np.ndarray) -> np.ndarray:
+    def process(
+        self, x: np.ndarray, square: bool = False, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Moving sums of ``x`` (of ``x * x`` with ``square``), into ``out`` or a new array."""
         n = x.shape[0]
         phase = self.n_seen % self.anchor_every
-        if 0 < phase and phase + n <= self.anchor_every:  # the common live case: one segment
-            return self._segment(x)
-        sums = np.empty((n, self.n_channels))
+        if 0 < phase and phase + n <= self.anchor_every:
+            # The common case: one segment. Same operations as below, less bookkeeping.
+            end = self._end
+            if end + n > self._rows.shape[0]:
+                self._make_room(n)
+                end = self._end
+            rows = self._rows
+            new = rows[end : end + n]
+            if square:
+                np.multiply(x, x, out=new)
+            else:
+                new[...] = x
+            _accumulate(rows[end - 1 : end + n])  # P[s - 1], then the new samples
+            self._end = end + n
+            self.n_seen += n
+            return np.subtract(new, rows[end - self.window : end - self.window + n], out=out)
+        if square:
+            x = x * x
+        sums = np.empty((n, self.n_channels)) if out is None else out
         done = 0
         while done < n:
             phase = self.n_seen % self.anchor_every
             if phase == 0 and self.n_seen > 0:
-                self._prefix.rebase()
+                kept = self._rows[self._end - self.window : self._end]
+                kept -= kept[-1].copy()
             size = min(n - done, self.anchor_every - phase)
             sums[done : done + size] = self._segment(x[done : done + size])
             done += size
@@ -91,47 +118,58 @@ class _MovingSum:
     def _segment(self, x: np.ndarray) -> np.ndarray:
         n = x.shape[0]
         w = self.window
-        block = self._prefix.extend(x)  # rows: P[s - w], ..., P[s - 1], then x[s], ...
-        np.cumsum(block[w - 1 :], axis=0, out=block[w - 1 :])
+        block = self._extend(x)  # rows: P[s - w], ..., P[s - 1], then x[s], ...
+        _accumulate(block[w - 1 :])
         self.n_seen += n
         return block[w:] - block[:n]
 
-    def counts(self, n: int) -> np.ndarray | float:
-        """Number of real samples in each of the last ``n`` windows returned.
+    def _make_room(self, n: int) -> None:
+        """Move the kept rows to the front of a storage with room for ``n`` more."""
+        keep = self.window
+        kept = self._rows[self._end - keep : self._end].copy()
+        if keep + n > self._rows.shape[0]:
+            self._rows = np.empty((2 * (keep + n), self._rows.shape[1]))
+        self._rows[:keep] = kept
+        self._end = keep
 
-        A float when all are full (the common case), else shape (n, 1).
-        """
-        first = self.n_seen - n + 1
-        if first >= self.window:
-            return float(self.window)
-        return np.minimum(np.arange(first, first + n), self.window)[:, None].astype(np.float64)
-
-
-class _RowStore:
-    """The last ``keep`` rows of prefix sums, with room to append without reallocating."""
-
-    def __init__(self, keep: int, n_channels: int):
-        self._keep = keep
-        self._rows = np.zeros((4 * self._keep + 256, n_channels))
-        self._end = self._keep  # rows [_end - _keep, _end) are the kept prefix sums
-
-    def extend(self, x: np.ndarray) -> np.ndarray:
+    def _extend(self, x: np.ndarray) -> np.ndarray:
         """Append ``x`` after the kept rows; return a view of kept rows + ``x``."""
         n = x.shape[0]
+        keep = self.window
         if self._end + n > self._rows.shape[0]:
-            kept = self._rows[self._end - self._keep : self._end].copy()
-            if self._keep + n > self._rows.shape[0]:
-                self._rows = np.empty((2 * (self._keep + n), self._rows.shape[1]))
-            self._rows[: self._keep] = kept
-            self._end = self._keep
-        start = self._end - self._keep
+            self._make_room(n)
+        start = self._end - keep
         self._rows[self._end : self._end + n] = x
         self._end += n
         return self._rows[start : self._end]
 
-    def rebase(self) -> None:
-        kept = self._rows[self._end - self._keep : self._end]
-        kept -= kept[-1].copy()
+    def divide_by_counts(self, sums: np.ndarray) -> np.ndarray:
+        """Divide the last ``len(sums)`` window sums, in place, by their number of samples.
+
+        Full windows are multiplied by ``1 / window`` (within 1 ulp of the quotient, at a
+        fraction of a division's cost).
+        """
+        n = sums.shape[0]
+        first = self.n_seen - n + 1
+        if first >= self.window:  # the common case: every window is full
+            return np.multiply(sums, self._reciprocal, out=sums)
+        filling = min(self.window - first, n)  # the first rows: windows not yet full
+        counts = np.arange(first, first + filling, dtype=np.float64)[:, None]
+        np.divide(sums[:filling], counts, out=sums[:filling])
+        np.multiply(sums[filling:], self._reciprocal, out=sums[filling:])
+        return sums
+
+
+def _accumulate(rows: np.ndarray) -> None:
+    """Running sums down the rows, in place: ``rows[i] += rows[i - 1]``, in order.
+
+    With an even number of (contiguous) columns, pairs of them are summed as the real and
+    imaginary parts of complex numbers: the very same additions, bit for bit, but numpy runs
+    half as many loops, ~1.8x faster.
+    """
+    if rows.shape[1] % 2 == 0 and rows.strides[1] == rows.itemsize:
+        rows = rows.view(np.complex128)
+    np.add.accumulate(rows, axis=0, out=rows)
 
 
 class MovingAverage:
@@ -166,10 +204,8 @@ class MovingAverage:
         """Average the next chunk, shape (n_samples, n_channels) -> same shape."""
         return self._process(check_samples(x, self.n_channels, "envelope input"))
 
-    def _process(self, x: np.ndarray) -> np.ndarray:
-        sums = self._sum.process(x)
-        sums /= self._sum.counts(x.shape[0])
-        return sums
+    def _process(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        return self._sum.divide_by_counts(self._sum.process(x, out=out))
 
     def __repr__(self) -> str:
         return f"<MovingAverage | {self.window} samples ({self.window_s:g} s) @ {self.fs:g} Hz>"
@@ -207,9 +243,8 @@ class MovingRMS:
         """RMS of the next chunk, shape (n_samples, n_channels) -> same shape."""
         return self._process(check_samples(x, self.n_channels, "envelope input"))
 
-    def _process(self, x: np.ndarray) -> np.ndarray:
-        mean_square = self._sum.process(x * x)
-        mean_square /= self._sum.counts(x.shape[0])
+    def _process(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        mean_square = self._sum.divide_by_counts(self._sum.process(x, square=True, out=out))
         # No clipping needed: prefix sums of squares never decrease (float rounding is
         # monotonic, also after a rebase), so every window sum is >= 0, and exactly 0 for a
         # window of zeros.
@@ -253,8 +288,12 @@ class LowpassEnvelope:
         """Smooth the next chunk, shape (n_samples, n_channels) -> same shape."""
         return self._filter.process(x)
 
-    def _process(self, x: np.ndarray) -> np.ndarray:
-        return self._filter._process(x)
+    def _process(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        y = self._filter._process(x)
+        if out is None:
+            return y
+        out[...] = y
+        return out
 
     def __repr__(self) -> str:
         return f"<LowpassEnvelope | {self.cutoff_hz:g} Hz @ {self.fs:g} Hz>"

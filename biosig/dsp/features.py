@@ -13,6 +13,9 @@ Johnson SU EMG model). The others are Hudgins' time-domain set (plus RMS) on the
   ``|x[i+1] - x[i]| >= ssc_threshold``.
 
 Counts (``zc``, ``ssc``) are returned as float64 like the rest.
+
+For a stream that needs only the features, :class:`biosig.dsp.WindowFeatures` computes the
+same values from per-block sums, without cutting the (overlapping) windows.
 """
 
 from __future__ import annotations

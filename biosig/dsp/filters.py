@@ -27,9 +27,10 @@ FILTER_INITS = ("zeros", "steady")
 #: How :class:`SOSFilter` evaluates a chunk (see its docstring).
 FILTER_ENGINES = ("block", "sosfilt")
 
-# Block sizes of the matrix engine: a chunk is cut into blocks of 64 samples plus a binary
-# remainder (32, 16, ..., 1), so at most 7 small matrices are ever built, whatever the chunk
-# sizes a live stream delivers. 64 was the fastest block per sample on a 28-channel benchmark.
+# Block sizes of the matrix engine: a chunk is cut into blocks of 64 samples plus one block of
+# the remainder (1-63), so one chunk of up to 64 samples (a live chunk) is one matrix product,
+# and at most 64 small matrices are ever built, whatever the chunk sizes a live stream
+# delivers. 64 was the fastest block per sample on a 28-channel benchmark.
 _LARGEST_BLOCK = 64
 
 
@@ -235,9 +236,20 @@ class SOSFilter:
         """Current filter state, shape (n_sections, 2, n_channels) (a copy)."""
         return self._state.reshape(self._n_sections, 2, self.n_channels).copy()
 
+    @property
+    def _state(self) -> np.ndarray:
+        # The state lives in the last rows of the stacking buffer, right where the next block
+        # product reads it: a block then needs one copy in (its samples) and one copy out.
+        return self._stack[_LARGEST_BLOCK:]
+
+    @_state.setter
+    def _state(self, value) -> None:
+        self._stack[_LARGEST_BLOCK:] = value
+
     def reset(self) -> "SOSFilter":
         """Forget the stream: the next chunk starts from the initial state again."""
-        self._state = np.zeros((self._n_states, self.n_channels))
+        # Rows [64 - size, 64) take a block's samples, rows [64, 64 + S) hold the state.
+        self._stack = np.zeros((_LARGEST_BLOCK + self._n_states, self.n_channels))
         self._started = False
         return self
 
@@ -256,10 +268,15 @@ class SOSFilter:
         """
         return self._process(check_samples(x, self.n_channels, "filter input"))
 
-    def _process(self, x: np.ndarray) -> np.ndarray:
+    def _process(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Filter ``x`` (finite, float64, (n, n_channels)); return y, shape (n, n_channels).
+
+        ``out``, if given, receives y in its first n rows and must have ``n + 2 * n_sections``
+        rows (the others are scratch); y is then a view of it.
+        """
         n = x.shape[0]
         if n == 0:
-            return np.empty((0, self.n_channels))
+            return np.empty((0, self.n_channels)) if out is None else out[:0]
         if not self._started:
             self._started = True
             if self.init == "steady":
@@ -269,23 +286,35 @@ class SOSFilter:
             zi = self._state.reshape(self._n_sections, 2, self.n_channels)
             y, zf = signal.sosfilt(self.sos, x, axis=0, zi=zi)
             self._state = zf.reshape(self._n_states, self.n_channels)
-            return y
-        return self._process_blocks(x)
+            if out is None:
+                return y
+            out[:n] = y
+            return out[:n]
+        return self._process_blocks(x, out)
 
-    def _process_blocks(self, x: np.ndarray) -> np.ndarray:
+    def _process_blocks(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         n = x.shape[0]
-        y = np.empty_like(x)
+        n_states = self._n_states
+        stack = self._stack
+        if out is None:
+            out = np.empty((n + n_states, self.n_channels))
+        # [y_block; new_state] = M @ [x_block; state]. Each product writes its block's
+        # outputs, then the new state, straight into ``out``: the state rows are read back
+        # into the stack before the next block overwrites them.
         start = 0
         while start < n:
-            size = _next_block_size(n - start)
-            matrix = self._block_matrix(size)
-            # [y_block; new_state] = M @ [x_block; state]
-            stacked = np.concatenate((x[start : start + size], self._state))
-            out = matrix @ stacked
-            y[start : start + size] = out[:size]
-            self._state = out[size:]
+            size = min(n - start, _LARGEST_BLOCK)
+            matrix = self._block_matrices.get(size)
+            if matrix is None:
+                matrix = self._block_matrix(size)
+            stacked = stack[_LARGEST_BLOCK - size :]
+            stacked[:size] = x[start : start + size]
+            if start:
+                stacked[size:] = out[start : start + n_states]
+            np.matmul(matrix, stacked, out=out[start : start + size + n_states])
             start += size
-        return y
+        stack[_LARGEST_BLOCK:] = out[n : n + n_states]
+        return out[:n]
 
     def _block_matrix(self, size: int) -> np.ndarray:
         matrix = self._block_matrices.get(size)
@@ -299,13 +328,6 @@ class SOSFilter:
             f"<SOSFilter | {self._n_sections} sections | {self.n_channels} ch | "
             f"init={self.init} | engine={self.engine}>"
         )
-
-
-def _next_block_size(remaining: int) -> int:
-    """Largest allowed block (64, or a power of two) that fits in ``remaining`` samples."""
-    if remaining >= _LARGEST_BLOCK:
-        return _LARGEST_BLOCK
-    return 1 << (remaining.bit_length() - 1)
 
 
 def _sos_block_matrix(sos: np.ndarray, size: int) -> np.ndarray:

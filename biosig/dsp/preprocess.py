@@ -49,6 +49,8 @@ class NonFiniteGuard:
     ----------
     n_nonfinite : ndarray of int64, shape (n_channels,)
         Non-finite samples seen per channel since the last :meth:`reset`.
+    last_clean : bool
+        True when the last chunk was all finite (its ``replaced`` mask is all False).
     """
 
     def __init__(self, n_channels: int):
@@ -59,6 +61,7 @@ class NonFiniteGuard:
         """Forget the stream (counts and last finite values)."""
         self.n_nonfinite = np.zeros(self.n_channels, dtype=np.int64)
         self._last_finite = np.zeros(self.n_channels)
+        self.last_clean = True  # whether the last chunk was all finite
         return self
 
     def process(self, x) -> tuple[np.ndarray, np.ndarray]:
@@ -80,18 +83,18 @@ class NonFiniteGuard:
     def _process(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = x.shape[0]
         if n == 0:
+            self.last_clean = True
             return x, np.zeros((0, self.n_channels), dtype=bool)
         # The sum of squares is non-finite whenever a sample is (or, rarely, when finite
-        # samples overflow, which the exact check below then clears); one BLAS call is
+        # samples overflow, which the exact check below then clears); one BLAS dot is
         # cheaper than isfinite + all on live-sized chunks.
         flat = x.reshape(-1)
-        if math.isfinite(flat @ flat):
-            self._last_finite = x[-1].copy()
+        if math.isfinite(flat.dot(flat)) or np.isfinite(x).all():
+            self._last_finite[...] = x[-1]
+            self.last_clean = True
             return x, np.zeros(x.shape, dtype=bool)
+        self.last_clean = False
         finite = np.isfinite(x)
-        if finite.all():
-            self._last_finite = x[-1].copy()
-            return x, np.zeros(x.shape, dtype=bool)
         replaced = ~finite
         self.n_nonfinite += replaced.sum(axis=0)
         # Row of the latest finite sample at or before each row (-1: none yet in this chunk).
@@ -153,6 +156,9 @@ class Preprocessor:
         )
         self.fs_out = self._rate.fs_out if self._rate is not None else self.fs
         self.last_replaced = np.zeros((0, self.n_channels), dtype=bool)
+        # RMS squares its input, so rectifying first would change nothing but cost a pass.
+        self._rectify_first = bool(config.rectify) and config.envelope != "moving_rms"
+        self._no_replacement = np.zeros((0, self.n_channels), dtype=bool)
         logger.debug("built %r", self)
 
     def _build_filter(self, config) -> SOSFilter | None:
@@ -216,7 +222,14 @@ class Preprocessor:
             True where the input sample was non-finite (with a rate change: where any input
             sample since the previous output was).
         """
-        x = check_samples(x, self.n_channels, "input")
+        if not (
+            type(x) is np.ndarray
+            and x.dtype == np.float64
+            and x.ndim == 2
+            and x.shape[1] == self.n_channels
+            and x.flags.c_contiguous
+        ):  # the checks and conversions, skipped for the usual float64 chunk
+            x = check_samples(x, self.n_channels, "input")
         clean, replaced = self._guard._process(x)
         if self._filter is not None:
             filtered = self._filter._process(clean)
@@ -232,15 +245,49 @@ class Preprocessor:
         return filtered, envelope, replaced
 
     def _envelope_of(self, filtered: np.ndarray) -> np.ndarray:
-        kind = self.config.envelope
-        # RMS squares its input, so rectifying first would change nothing but cost a pass.
-        if self.config.rectify and kind != "moving_rms":
+        if self._rectify_first:
             rectified = np.abs(filtered)
         else:
             rectified = filtered
         if self._envelope is None:
             return rectified.copy() if rectified is filtered else rectified
         return self._envelope._process(rectified)
+
+    @property
+    def _filter_scratch_rows(self) -> int:
+        """Extra rows :meth:`_process_finite_into` needs in ``filtered_out``."""
+        return 0 if self._filter is None else self._filter._n_states
+
+    def _process_finite_into(
+        self, x: np.ndarray, filtered_out: np.ndarray, envelope_out: np.ndarray
+    ) -> None:
+        """:meth:`process` for a chunk known to be finite, writing the outputs in place.
+
+        For :class:`biosig.dsp.FeatureChain`, which checks the input and hands over the rows
+        of its own buffers (``filtered_out`` with :attr:`_filter_scratch_rows` extra scratch
+        rows): no rate change, no ``replaced`` mask (``last_replaced`` is an all-False view).
+        """
+        n = x.shape[0]
+        guard = self._guard
+        guard._last_finite[...] = x[-1]
+        guard.last_clean = True
+        if self._filter is not None:
+            filtered = self._filter._process(x, out=filtered_out)
+        else:
+            filtered = filtered_out[:n]
+            filtered[...] = x
+        if self._rectify_first:
+            rectified = np.abs(filtered, out=envelope_out)
+        else:
+            rectified = filtered
+        if self._envelope is not None:
+            self._envelope._process(rectified, out=envelope_out)
+        elif rectified is filtered:
+            envelope_out[...] = filtered
+        if self._no_replacement.shape[0] < n:
+            self._no_replacement = np.zeros((2 * n, self.n_channels), dtype=bool)
+            self._no_replacement.setflags(write=False)
+        self.last_replaced = self._no_replacement[:n]
 
     def output_timestamps(self, timestamps) -> np.ndarray:
         """Timestamps of the outputs of the last :meth:`process` call.

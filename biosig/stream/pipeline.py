@@ -5,8 +5,8 @@ Processing order for one chunk (see also ``docs/pipeline.md``):
 1. the acquisition thread reads a chunk from the source and queues it with its arrival time;
 2. the processing thread takes it, picks the configured channels, replaces non-finite samples
    (counted), filters and smooths it with carried filter state (:class:`~biosig.dsp.Preprocessor`);
-3. the ring-buffer windower emits every window completed by this chunk;
-4. features are computed for those windows in one vectorised call;
+3. every window completed by this chunk is found (ring buffer of per-hop block sums);
+4. its features are formed from those sums in one vectorised call;
 5. the classifier (if any) turns features into posteriors, unless the windows are stale; one
    with ``infer`` (an :class:`~biosig.inference.OnnxModel`) also gives OOD scores and flags,
    rejections and smoothed decisions;
@@ -29,7 +29,7 @@ import numpy as np
 
 from biosig._checks import BiosigError, check_positive
 from biosig.config import PipelineConfig
-from biosig.dsp import FeatureExtractor, Preprocessor, Windower
+from biosig.dsp import FeatureChain, FeatureExtractor, Preprocessor, WindowFeatures
 from biosig.io.recording import Stream
 from biosig.stream.results import WindowResults
 
@@ -84,12 +84,17 @@ class StreamProcessor:
         self.channel_labels = [list(channel_labels)[i] for i in self.channel_index]
         n_channels = len(self.channel_index)
         self.preprocessor = Preprocessor(config.preprocess, self.srate, n_channels)
-        self.windower = Windower(self.preprocessor.fs_out, config.window.length_s, config.window.hop_s)
         self.extractor = FeatureExtractor(
             config.features.names,
             channel_labels=self.channel_labels,
             zc_threshold=config.features.zc_threshold,
             ssc_threshold=config.features.ssc_threshold,
+        )
+        # Features straight from per-hop block sums: no window is materialised on this path.
+        self.chain = FeatureChain(
+            self.preprocessor,
+            WindowFeatures(self.extractor, self.preprocessor.fs_out, config.window.length_s,
+                           config.window.hop_s),
         )
         self.classifier = classifier
         self.class_names = [str(c) for c in getattr(classifier, "classes_", [])]
@@ -109,8 +114,7 @@ class StreamProcessor:
 
     def reset(self) -> None:
         """Forget all carried state (filters, partial windows, decision smoothing)."""
-        self.preprocessor.reset()
-        self.windower.reset()
+        self.chain.reset()
         if callable(getattr(self.classifier, "reset", None)):
             self.classifier.reset()
 
@@ -134,10 +138,8 @@ class StreamProcessor:
             )
         if len(self.channel_index) != data.shape[1]:
             data = data[:, self.channel_index]
-        filtered, envelope = self.preprocessor.process(data)
-        out_ts = self.preprocessor.output_timestamps(np.asarray(timestamps, dtype=np.float64))
-        batch = self.windower.push(out_ts, filtered, envelope, mask=self.preprocessor.last_replaced)
-        features = self.extractor.transform(batch.arrays[0], batch.arrays[1])
+        batch = self.chain.push(data, np.asarray(timestamps, dtype=np.float64))
+        features = batch.features
         results = WindowResults(
             t_end=batch.t_end,
             features=features,
