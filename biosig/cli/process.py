@@ -34,6 +34,8 @@ def register(subparsers) -> None:
     )
     parser.add_argument("input", nargs="?", help="recording (XDF, WFDB .hea, Myo .txt or session folder, CSV)")
     parser.add_argument("--out", required=True, help="output CSV file (refused if it exists, unless --overwrite)")
+    parser.add_argument("--model", help="trained model (.onnx): adds posteriors, entropy, OOD flag; its settings replace --config")
+    parser.add_argument("--publish", metavar="NAME", help="also publish results on an LSL outlet of this name (live mode)")
     parser.add_argument("--config", help="pipeline configuration (TOML)")
     parser.add_argument("--stream", help="signal stream to use in a multi-stream recording")
     parser.add_argument("--lsl-name", help="attach to the live LSL stream with this name")
@@ -51,10 +53,22 @@ def _raw_formatter():
     return argparse.RawDescriptionHelpFormatter
 
 
-def _config_for(args, stream_srate: float, stream_type: str):
+def _load_model(args):
+    if not args.model:
+        return None
+    from biosig.inference import OnnxModel
+
+    return OnnxModel(args.model)
+
+
+def _config_for(args, stream_srate: float, stream_type: str, model=None):
     from biosig.config import PipelineConfig, load_config
 
-    if args.config:
+    if model is not None:
+        if args.config:
+            raise BiosigError("--model carries its own pipeline settings; leave out --config")
+        config = model.pipeline_config()
+    elif args.config:
         config = load_config(args.config)
     else:
         config = PipelineConfig.for_rate(stream_srate, modality=stream_type)
@@ -83,11 +97,14 @@ def _run_file(args, out: Path) -> int:
     from biosig.stream.pipeline import process_recording
     from biosig.stream.sinks import write_results_csv
 
+    model = _load_model(args)
     recording = read_recording(args.input)
     stream = recording.signal(args.stream)
-    config = _config_for(args, stream.srate, stream.type)
+    if model is not None:
+        model.check_recording(stream)
+    config = _config_for(args, stream.srate, stream.type, model)
     started = time.perf_counter()
-    results = process_recording(stream, config)
+    results = process_recording(stream, config, classifier=model)
     elapsed = time.perf_counter() - started
     markers = recording.labels()
     labels = markers.label_at(results.t_end) if markers is not None else None
@@ -109,12 +126,22 @@ def _run_live(args, out: Path) -> int:
     from biosig.stream.sources import LSLSource
 
     duration = check_positive(args.duration, "--duration")
+    model = _load_model(args)
     inlet = Inlet(name=args.lsl_name, type=args.lsl_type)
     source = LSLSource(inlet)
     source.open()
-    config = _config_for(args, inlet.srate, getattr(inlet, "type", "EMG"))
+    if model is not None:
+        model.check_stream(inlet.srate, inlet.channel_labels)
+    config = _config_for(args, inlet.srate, inlet.type, model)
     sink = CSVSink(out, overwrite=args.overwrite)
-    pipeline = Pipeline(source, config, sinks=[sink])
+    sinks = [sink]
+    if args.publish:
+        if model is None:
+            raise BiosigError("--publish sends posteriors: it needs --model")
+        from biosig.stream.sinks import LSLResultsSink
+
+        sinks.append(LSLResultsSink(list(model.classes_), name=args.publish))
+    pipeline = Pipeline(source, config, classifier=model, sinks=sinks)
     print(f"attached to {inlet!r}; recording features for {duration:g} s (Ctrl-C stops)")
     try:
         pipeline.start()

@@ -22,3 +22,6 @@ __all__ = [
     "mutual_information",
     "predictive_class_information",
 ]
+from biosig.explain.inverse import Prototype, inverse_inference, prototypes  # noqa: E402
+
+__all__ += ["Prototype", "inverse_inference", "prototypes"]

@@ -1,0 +1,181 @@
+"""Train a classifier on a feature dataset and write it as one self-describing ONNX model.
+
+This module imports torch (through :mod:`biosig.nets`); the live path never imports it.
+
+Steps of :func:`train_model`:
+
+1. split off a stratified calibration set (``calibration_fraction`` of the windows);
+2. fit the estimator on the rest (seeded, on the GPU when torch sees one);
+3. fit a temperature T on the calibration set by minimising its NLL (temperature scaling);
+4. set the OOD threshold at a percentile of the training windows' OOD scores;
+5. measure the calibrated metrics on the calibration set and write the ONNX file with its
+   model card (embedded in ``metadata_props`` and as a sidecar ``.json``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+from biosig import __version__
+from biosig._checks import BiosigError, check_option
+from biosig.metrics import classification_report
+
+logger = logging.getLogger(__name__)
+
+#: Architecture name → (estimator class name in biosig.nets, fixed keyword arguments).
+ARCHITECTURES = {
+    "jsu": ("JSUClassifier", {"variant": "shared"}),
+    "jsu-full": ("JSUClassifier", {"variant": "full"}),
+    "sdgm": ("SDGMClassifier", {}),
+    "jsu-sdgm": ("JSUSDGMClassifier", {}),
+    "lda": ("LDAClassifier", {}),
+    "mlp": ("MLPClassifier", {}),
+}
+
+
+def make_estimator(arch: str, *, random_state: int = 0, verbose: bool = False, **params):
+    """A fresh, unfitted estimator for ``arch`` (one of :data:`ARCHITECTURES`)."""
+    import biosig.nets as nets
+
+    check_option(arch, "--arch", tuple(ARCHITECTURES))
+    class_name, fixed = ARCHITECTURES[arch]
+    estimator = getattr(nets, class_name)(**fixed, **params)
+    names = estimator.get_params()
+    extra = {k: v for k, v in {"random_state": random_state, "verbose": verbose}.items() if k in names}
+    return estimator.set_params(**extra)
+
+
+def fit_temperature(log_proba: np.ndarray, y_idx: np.ndarray) -> float:
+    """Temperature T > 0 minimising the NLL of softmax(log_proba / T) (temperature scaling)."""
+
+    def nll(log_t):
+        z = log_proba / np.exp(log_t)
+        z = z - z.max(axis=1, keepdims=True)
+        log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return -np.mean(log_p[np.arange(len(y_idx)), y_idx])
+
+    result = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(result.x))
+
+
+def _softmax_tempered(log_proba, temperature):
+    z = log_proba / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def stratified_split(y, fraction: float, seed: int):
+    """Indices (fit, calibration): ``fraction`` of each class goes to calibration."""
+    rng = np.random.default_rng(seed)
+    calibration = []
+    for label in np.unique(y):
+        idx = np.flatnonzero(y == label)
+        n = int(round(fraction * idx.size))
+        if idx.size >= 2:
+            n = min(max(n, 1), idx.size - 1)
+            calibration.extend(rng.choice(idx, size=n, replace=False).tolist())
+    calibration = np.sort(np.asarray(calibration, dtype=np.int64))
+    fit = np.setdiff1d(np.arange(len(y)), calibration)
+    return fit, calibration
+
+
+def train_model(dataset, *, arch: str, out, pipeline_config=None, stream_info=None, seed: int = 0,
+                calibration_fraction: float = 0.2, ood_percentile: float = 99.0, verbose: bool = True,
+                command: str = "", estimator_params=None) -> dict:
+    """Fit, calibrate and export a model; return its model card.
+
+    Parameters
+    ----------
+    dataset : FeatureDataset
+        Training windows (features, labels).
+    arch : str
+        One of :data:`ARCHITECTURES`.
+    out : str or Path
+        Output ``.onnx`` path (its sidecar card goes to the same name with ``.json``).
+    pipeline_config : PipelineConfig or None
+        The configuration that produced the features (None for a feature table).
+    stream_info : dict or None
+        ``srate``, ``channels``, ``modality`` of the source signal.
+    seed : int
+        Seed of the split and of the estimator.
+    """
+    from biosig.inference import write_model_card
+    from biosig.nets.export import export_onnx
+
+    out = Path(out)
+    if out.suffix.lower() != ".onnx":
+        raise BiosigError(f"--out must end in .onnx, got {out.name}")
+    if len(dataset.classes) < 2:
+        raise BiosigError(f"training needs at least two classes, found {dataset.classes}")
+    classes = dataset.classes
+    y_idx = np.asarray([classes.index(v) for v in dataset.y])
+    fit_idx, cal_idx = stratified_split(y_idx, calibration_fraction, seed)
+    estimator = make_estimator(arch, random_state=seed, verbose=verbose, **(estimator_params or {}))
+    started = time.perf_counter()
+    estimator.fit(dataset.X[fit_idx], np.asarray(classes, dtype=object)[y_idx[fit_idx]])
+    train_s = time.perf_counter() - started
+    order = [list(map(str, estimator.classes_)).index(c) for c in classes]
+    log_proba = np.log(np.clip(estimator.predict_proba(dataset.X[cal_idx])[:, order], 1e-300, 1.0))
+    temperature = fit_temperature(log_proba, y_idx[cal_idx])
+    calibrated = _softmax_tempered(log_proba, temperature)
+    metrics = classification_report(np.asarray(classes)[y_idx[cal_idx]], calibrated, classes)
+    metrics["uncalibrated_ece"] = classification_report(
+        np.asarray(classes)[y_idx[cal_idx]], np.exp(log_proba), classes)["ece"]
+    metrics["train_time_s"] = train_s
+    ood_threshold = float(np.percentile(estimator.ood_score(dataset.X[fit_idx]), ood_percentile))
+    card = _model_card(
+        arch=arch, dataset=dataset, classes=classes, pipeline_config=pipeline_config,
+        stream_info=stream_info or {}, temperature=temperature, ood_threshold=ood_threshold,
+        ood_percentile=ood_percentile, seed=seed, command=command, metrics=metrics,
+        n_fit=len(fit_idx), n_cal=len(cal_idx), estimator=estimator,
+    )
+    export_onnx(estimator, out, model_card=card)
+    write_model_card(out, card)
+    logger.info("wrote %s (%s, calibration accuracy %.3f)", out, arch, metrics["accuracy"])
+    return card
+
+
+def _model_card(*, arch, dataset, classes, pipeline_config, stream_info, temperature, ood_threshold,
+                ood_percentile, seed, command, metrics, n_fit, n_cal, estimator) -> dict:
+    pipeline = pipeline_config.to_dict() if pipeline_config is not None else None
+    return {
+        "format": "biosig-model/1",
+        "biosig_version": __version__,
+        "arch": arch,
+        "modality": stream_info.get("modality", "features"),
+        "srate": stream_info.get("srate"),
+        "channels": list(stream_info.get("channels", [])),
+        "pipeline": pipeline,
+        "feature_names": list(dataset.feature_names),
+        "class_names": list(classes),
+        "temperature": temperature,
+        "ood": {"threshold": ood_threshold, "percentile": ood_percentile, "score": "model"},
+        "training": {
+            "data": list(dataset.sources),
+            "n_windows": int(len(dataset)),
+            "n_fit": int(n_fit),
+            "n_calibration": int(n_cal),
+            "seed": int(seed),
+            "command": command,
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "params": {k: _plain(v) for k, v in estimator.get_params().items()},
+            # The training inputs' per-feature mean and variance: the Gaussian prior of inverse
+            # inference and a reference for drift, without shipping the data.
+            "feature_mean": dataset.X.mean(axis=0).tolist(),
+            "feature_var": dataset.X.var(axis=0).tolist(),
+        },
+        "metrics": {"calibration_set": metrics},
+    }
+
+
+def _plain(value):
+    if isinstance(value, (int, float, str, bool)) or value is None:
+        return value
+    return repr(value)
