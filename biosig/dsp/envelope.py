@@ -172,76 +172,57 @@ def _accumulate(rows: np.ndarray) -> None:
     np.add.accumulate(rows, axis=0, out=rows)
 
 
-class MovingAverage:
+class _MovingWindowEnvelope:
+    """Shared life cycle of the moving-window envelopes (a carried :class:`_MovingSum`).
+
+    Parameters
+    ----------
+    fs : float
+        Sampling rate in Hz.
+    window_s : float
+        Window length in seconds (rounded to whole samples, at least 1).
+    n_channels : int
+        Number of channels.
+    """
+
+    def __init__(self, fs: float, window_s: float, n_channels: int):
+        self.fs = check_positive(fs, "fs")
+        self.window_s = check_positive(window_s, "envelope window")
+        self.n_channels = check_int(n_channels, "n_channels", minimum=1)
+        self.window = window_samples(window_s, fs)
+        self._sum = _MovingSum(self.window, self.n_channels)
+
+    def reset(self):
+        """Forget the stream."""
+        self._sum.reset()
+        return self
+
+    def process(self, x) -> np.ndarray:
+        """Envelope of the next chunk, shape (n_samples, n_channels) -> same shape."""
+        return self._process(check_samples(x, self.n_channels, "envelope input"))
+
+    def __repr__(self) -> str:
+        name = type(self).__name__
+        return f"<{name} | {self.window} samples ({self.window_s:g} s) @ {self.fs:g} Hz>"
+
+
+class MovingAverage(_MovingWindowEnvelope):
     """Causal moving average over the last ``window_s`` seconds of each channel.
 
     During the first window, each output averages the samples seen so far (no zero padding),
     so a constant input gives that constant from the first sample on.
-
-    Parameters
-    ----------
-    fs : float
-        Sampling rate in Hz.
-    window_s : float
-        Window length in seconds (rounded to whole samples, at least 1).
-    n_channels : int
-        Number of channels.
     """
-
-    def __init__(self, fs: float, window_s: float, n_channels: int):
-        self.fs = check_positive(fs, "fs")
-        self.window_s = check_positive(window_s, "envelope window")
-        self.n_channels = check_int(n_channels, "n_channels", minimum=1)
-        self.window = window_samples(window_s, fs)
-        self._sum = _MovingSum(self.window, self.n_channels)
-
-    def reset(self) -> "MovingAverage":
-        """Forget the stream."""
-        self._sum.reset()
-        return self
-
-    def process(self, x) -> np.ndarray:
-        """Average the next chunk, shape (n_samples, n_channels) -> same shape."""
-        return self._process(check_samples(x, self.n_channels, "envelope input"))
 
     def _process(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         return self._sum.divide_by_counts(self._sum.process(x, out=out))
 
-    def __repr__(self) -> str:
-        return f"<MovingAverage | {self.window} samples ({self.window_s:g} s) @ {self.fs:g} Hz>"
 
-
-class MovingRMS:
+class MovingRMS(_MovingWindowEnvelope):
     """Causal moving root-mean-square over the last ``window_s`` seconds of each channel.
 
     During the first window, each output uses the samples seen so far (no zero padding), so
     the RMS of a constant equals its absolute value from the first sample on.
-
-    Parameters
-    ----------
-    fs : float
-        Sampling rate in Hz.
-    window_s : float
-        Window length in seconds (rounded to whole samples, at least 1).
-    n_channels : int
-        Number of channels.
     """
-
-    def __init__(self, fs: float, window_s: float, n_channels: int):
-        self.fs = check_positive(fs, "fs")
-        self.window_s = check_positive(window_s, "envelope window")
-        self.n_channels = check_int(n_channels, "n_channels", minimum=1)
-        self.window = window_samples(window_s, fs)
-        self._sum = _MovingSum(self.window, self.n_channels)
-
-    def reset(self) -> "MovingRMS":
-        """Forget the stream."""
-        self._sum.reset()
-        return self
-
-    def process(self, x) -> np.ndarray:
-        """RMS of the next chunk, shape (n_samples, n_channels) -> same shape."""
-        return self._process(check_samples(x, self.n_channels, "envelope input"))
 
     def _process(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         mean_square = self._sum.divide_by_counts(self._sum.process(x, square=True, out=out))
@@ -249,9 +230,6 @@ class MovingRMS:
         # monotonic, also after a rebase), so every window sum is >= 0, and exactly 0 for a
         # window of zeros.
         return np.sqrt(mean_square, out=mean_square)
-
-    def __repr__(self) -> str:
-        return f"<MovingRMS | {self.window} samples ({self.window_s:g} s) @ {self.fs:g} Hz>"
 
 
 class LowpassEnvelope:
