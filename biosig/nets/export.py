@@ -116,7 +116,9 @@ def export_onnx(estimator, path, *, model_card: dict) -> Path:
     import onnx
 
     if not hasattr(estimator, "inference_graph"):
-        raise BiosigError(f"cannot export a {type(estimator).__name__}: not a biosig.nets estimator")
+        raise BiosigError(
+            f"cannot export a {type(estimator).__name__}: not a biosig.nets estimator"
+        )
     try:
         card_json = json.dumps(model_card)
     except (TypeError, ValueError) as error:

@@ -95,7 +95,7 @@ def quadratic_pairs(n_features: int, covariance: str = "full") -> tuple[np.ndarr
 
 
 def sparse_vd_kl(log_alpha: torch.Tensor) -> torch.Tensor:
-    """Approximate KL(q || log-uniform prior) per weight, in nats (Molchanov et al. 2017, eq. 14)."""
+    """Approximate KL(q || log-uniform prior) per weight, in nats (Molchanov et al. 2017)."""
     neg_kl = (_KL_K1 * torch.sigmoid(_KL_K2 + _KL_K3 * log_alpha)
               - 0.5 * torch.log1p(torch.exp(-log_alpha)) - _KL_K1)
     return -neg_kl
@@ -322,7 +322,8 @@ class FrozenSDGMHead(nn.Module):
             alive = head.component_alive.reshape(-1)
             weight = torch.where(linear.live_mask, linear.weight, torch.zeros_like(linear.weight))
             weight = weight * alive[:, None].to(weight.dtype)
-            bias = torch.where(alive, linear.bias, torch.full_like(linear.bias, DEAD_COMPONENT_LOGIT))
+            dead = torch.full_like(linear.bias, DEAD_COMPONENT_LOGIT)
+            bias = torch.where(alive, linear.bias, dead)
             used = torch.nonzero(weight.abs().sum(dim=0) > 0).reshape(-1)
             if used.numel() == 0:
                 # Everything pruned: keep one (all-zero) column so the graph keeps its shape.
@@ -338,7 +339,7 @@ class FrozenSDGMHead(nn.Module):
 
 
 def fit_gaussians(h: np.ndarray, weights: np.ndarray, covariance: str = "full",
-                  min_weight: float = 1e-6) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                  min_weight: float = 1e-6) -> tuple[np.ndarray, ...]:
     """Maximum-likelihood Gaussian per group: mixing weight, mean and shrunk covariance.
 
     Group ``k`` gets ``π_k = Σ_n r_nk / N``, the weighted mean ``μ_k`` and the weighted
@@ -434,7 +435,8 @@ class GaussianMixtureDensity(nn.Module):
         self.register_buffer("log_norm", torch.as_tensor(log_norm, dtype=dtype))
 
     @classmethod
-    def fit(cls, h: torch.Tensor, weights: torch.Tensor, covariance: str) -> "GaussianMixtureDensity":
+    def fit(cls, h: torch.Tensor, weights: torch.Tensor,
+            covariance: str) -> "GaussianMixtureDensity":
         """Fit to samples ``h`` (N, D) with group responsibilities ``weights`` (N, K)."""
         _, log_pi, means, covs = fit_gaussians(h.detach().cpu().double().numpy(),
                                                weights.detach().cpu().double().numpy(),
