@@ -58,6 +58,14 @@ def _optional_positive(value, name: str) -> float | None:
     return None if value is None else check_positive(value, name)
 
 
+def _check_known_keys(cls, data: dict, where: str) -> None:
+    """Refuse keys of ``data`` that are not fields of the dataclass ``cls``, naming the valid ones."""
+    known = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in known:
+            raise BiosigError(f"unknown key {key!r} in {where}; valid keys: {', '.join(known)}")
+
+
 def _check_bool(value, name: str) -> bool:
     if not isinstance(value, bool):
         raise BiosigError(f"{name} must be true or false, got {value!r}")
@@ -87,12 +95,7 @@ class _ConfigMixin:
         """Build from a dict such as :meth:`to_dict` returns; unknown keys are refused."""
         if not isinstance(data, dict):
             raise BiosigError(f"[{cls._section}] must be a table of key = value, got {data!r}")
-        known = [f.name for f in dataclasses.fields(cls)]
-        for key in data:
-            if key not in known:
-                raise BiosigError(
-                    f"unknown key {key!r} in [{cls._section}]; valid keys: {', '.join(known)}"
-                )
+        _check_known_keys(cls, data, f"[{cls._section}]")
         return cls(**data)
 
 
@@ -400,12 +403,7 @@ class PipelineConfig:
         """Build from a nested dict (as :meth:`to_dict` or a TOML file gives)."""
         if not isinstance(data, dict):
             raise BiosigError(f"pipeline config must be a table, got {data!r}")
-        known = [f.name for f in dataclasses.fields(cls)]
-        for key in data:
-            if key not in known:
-                raise BiosigError(
-                    f"unknown key {key!r} in pipeline config; valid keys: {', '.join(known)}"
-                )
+        _check_known_keys(cls, data, "pipeline config")
         kwargs = dict(data)
         for name, kind in _SECTIONS.items():
             if name in kwargs:

@@ -50,10 +50,7 @@ def design_highpass(cutoff_hz: float, fs: float, order: int = 4) -> np.ndarray:
     -------
     sos : ndarray, shape (n_sections, 6)
     """
-    fs = check_positive(fs, "fs")
-    cutoff_hz = check_below_nyquist(cutoff_hz, fs, "high-pass cutoff")
-    order = check_int(order, "filter order", minimum=1)
-    return signal.butter(order, cutoff_hz, btype="highpass", fs=fs, output="sos")
+    return _butter_single_edge(cutoff_hz, fs, order, "highpass", "high-pass cutoff")
 
 
 def design_lowpass(cutoff_hz: float, fs: float, order: int = 4) -> np.ndarray:
@@ -72,10 +69,14 @@ def design_lowpass(cutoff_hz: float, fs: float, order: int = 4) -> np.ndarray:
     -------
     sos : ndarray, shape (n_sections, 6)
     """
+    return _butter_single_edge(cutoff_hz, fs, order, "lowpass", "low-pass cutoff")
+
+
+def _butter_single_edge(cutoff_hz, fs, order, btype: str, name: str) -> np.ndarray:
     fs = check_positive(fs, "fs")
-    cutoff_hz = check_below_nyquist(cutoff_hz, fs, "low-pass cutoff")
+    cutoff_hz = check_below_nyquist(cutoff_hz, fs, name)
     order = check_int(order, "filter order", minimum=1)
-    return signal.butter(order, cutoff_hz, btype="lowpass", fs=fs, output="sos")
+    return signal.butter(order, cutoff_hz, btype=btype, fs=fs, output="sos")
 
 
 def design_bandpass(low_hz: float, high_hz: float, fs: float, order: int = 4) -> np.ndarray:
