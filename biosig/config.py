@@ -22,6 +22,13 @@ through JSON; :func:`load_config` reads the same structure from TOML::
     [features]
     names = ["env_mean", "rms", "mav", "wl", "zc", "ssc"]
 
+A CTG configuration names CTG FIGO features instead (``biosig.ctg.CTG_FEATURE_NAMES``:
+``baseline``, ``stv``, ``ltv``, ``accelerations``, ``decelerations`` ... ``loss``); the pipeline
+then runs the CTG chain (:mod:`biosig.ctg`) instead of the EMG one, leaves ``[preprocess]``
+unused, and reads the CTG rules from an optional ``[ctg]`` section (signal-loss range,
+interpolation limit, artefact threshold, event and contraction thresholds; see
+:class:`biosig.ctg.CTGConfig`). :meth:`PipelineConfig.ctg_default` is such a configuration.
+
 Keys left out keep their defaults (TOML has no null, so a None field is written by leaving it
 out). An unknown key is refused with a :class:`BiosigError` naming it.
 """
@@ -42,6 +49,7 @@ from biosig._checks import (
     check_option,
     check_positive,
 )
+from biosig.ctg.config import CTG_FEATURE_NAMES, CTGConfig, check_ctg_feature_names, is_ctg_feature_set
 from biosig.dsp.envelope import ENVELOPE_KINDS, window_samples
 from biosig.dsp.features import FEATURE_NAMES, check_feature_names
 from biosig.dsp.filters import FILTER_INITS
@@ -281,7 +289,8 @@ class FeatureConfig(_ConfigMixin):
     Parameters
     ----------
     names : tuple of str
-        Features, from :data:`biosig.dsp.FEATURE_NAMES`.
+        Features, from :data:`biosig.dsp.FEATURE_NAMES` (EMG) or, all of them,
+        from :data:`biosig.ctg.CTG_FEATURE_NAMES` (CTG FIGO features, see :attr:`is_ctg`).
     zc_threshold, ssc_threshold : float
         Amplitude thresholds of zero crossings and slope sign changes (signal units, >= 0).
     """
@@ -293,7 +302,10 @@ class FeatureConfig(_ConfigMixin):
     ssc_threshold: float = 0.0
 
     def __post_init__(self):
-        self.names = check_feature_names(self.names)
+        if is_ctg_feature_set(self.names):
+            self.names = check_ctg_feature_names(self.names)
+        else:
+            self.names = check_feature_names(self.names)
         self.zc_threshold = check_positive(self.zc_threshold, "zc_threshold", allow_zero=True)
         self.ssc_threshold = check_positive(self.ssc_threshold, "ssc_threshold", allow_zero=True)
 
@@ -301,8 +313,14 @@ class FeatureConfig(_ConfigMixin):
         """Nothing depends on the rate; present for symmetry."""
         return self
 
+    @property
+    def is_ctg(self) -> bool:
+        """True for CTG FIGO features (the pipeline then runs :class:`biosig.ctg.CTGFeatureChain`)."""
+        return is_ctg_feature_set(self.names)
 
-_SECTIONS = {"preprocess": PreprocessConfig, "window": WindowConfig, "features": FeatureConfig}
+
+_SECTIONS = {"preprocess": PreprocessConfig, "window": WindowConfig, "features": FeatureConfig,
+             "ctg": CTGConfig}
 
 
 @dataclass
@@ -323,6 +341,8 @@ class PipelineConfig:
     srate : float or None
         Sampling rate in Hz these settings were made for (e.g. a model's training data); a
         stream at another rate is refused. None: any rate.
+    ctg : CTGConfig
+        CTG cleaning/feature rules; used only when ``features`` are CTG features.
     """
 
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
@@ -332,6 +352,7 @@ class PipelineConfig:
     stream_type: str | None = None
     channels: list[str] | None = None
     srate: float | None = None
+    ctg: CTGConfig = field(default_factory=CTGConfig)
 
     def __post_init__(self):
         for name, kind in _SECTIONS.items():
@@ -448,20 +469,22 @@ class PipelineConfig:
 
     @classmethod
     def ctg_default(cls, fs: float | None = None) -> "PipelineConfig":
-        """Cardiotocography (FHR + UC at 4 Hz) defaults: no filtering at all.
+        """Cardiotocography (FHR + UC at 4 Hz) defaults: the CTG FIGO feature chain.
 
-        FHR/UC are already smoothed, low-rate traces; filtering would smear decelerations, and
-        signal-loss handling belongs to the CTG-specific stage. Windows of 60 s (the epoch of
-        short-term variability and of the FIGO per-minute assessment) every 10 s, so the view
-        updates often while neighbouring windows share 5/6 of their samples. Features: the
-        mean level (``env_mean``, the envelope being the untouched signal) and the waveform
-        length (``wl``, a beat-to-beat variability measure).
+        No filtering (FHR/UC are already smoothed, low-rate traces; filtering would smear
+        decelerations): the CTG chain (:mod:`biosig.ctg`) handles signal loss, artefacts and
+        short gaps itself, with the rules of :class:`biosig.ctg.CTGConfig`. Windows of 10 min
+        (the segment FIGO 2015 assesses baseline and variability over) every 1 min, so the
+        features follow the trace minute by minute. Features: all of
+        :data:`biosig.ctg.CTG_FEATURE_NAMES` (baseline, STV, LTV, accelerations,
+        decelerations and their kinds, tachy-/bradycardia time, contractions, signal loss).
         """
         config = cls(
             preprocess=PreprocessConfig(),
-            window=WindowConfig(length_s=60.0, hop_s=10.0),
-            features=FeatureConfig(names=("env_mean", "wl")),
+            window=WindowConfig(length_s=600.0, hop_s=60.0),
+            features=FeatureConfig(names=CTG_FEATURE_NAMES),
             stream_type="CTG",
+            ctg=CTGConfig(),
         )
         return config if fs is None else config.adapted_to(fs)
 

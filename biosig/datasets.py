@@ -8,6 +8,7 @@ label change carry two classes and are dropped, as the within-user protocols req
 from __future__ import annotations
 
 import csv
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,7 +165,8 @@ def build_dataset(paths, config: PipelineConfig | None = None, *, progress: bool
         The configuration used (the default for the first recording's rate if none was given),
         with ``srate`` and ``channels`` set from the data.
     stream_info : dict
-        ``srate``, ``channels``, ``modality`` of the signal the features came from.
+        ``srate``, ``channels``, ``modality`` of the signal the features came from, and
+        ``label_names`` (label -> human-readable name) where the recordings' metadata has them.
     """
     from tqdm import tqdm
 
@@ -183,6 +185,7 @@ def build_dataset(paths, config: PipelineConfig | None = None, *, progress: bool
             info = {"srate": stream.srate, "channels": list(stream.channel_labels), "modality": stream.type}
         elif stream.srate != info["srate"]:
             raise BiosigError(f"{path}: sampled at {stream.srate:g} Hz, the others at {info['srate']:g} Hz")
+        info.setdefault("label_names", {}).update(_label_names(recording, path))
         parts.append(recording_dataset(recording, config, exclude_labels=exclude_labels))
     config.srate = info["srate"]
     if config.channels is None:
@@ -248,3 +251,18 @@ def _read_parquet(path: Path) -> dict:
         raise BiosigError("reading Parquet needs pyarrow: pip install pyarrow") from None
     table = pq.read_table(path)
     return {name: table.column(name).to_pylist() for name in table.column_names}
+
+
+def _label_names(recording: Recording, path) -> dict[str, str]:
+    """Label -> name from a recording's ``label_names`` metadata (a JSON object), if any."""
+    text = recording.metadata.get("label_names")
+    if not text:
+        return {}
+    try:
+        names = json.loads(text)
+    except ValueError:
+        logger.warning("%s: label_names metadata is not JSON; class names stay as labels", path)
+        return {}
+    if not isinstance(names, dict):
+        return {}
+    return {str(k): str(v) for k, v in names.items()}

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
 import pytest
+
+# GUI tests draw into an offscreen buffer: no display needed. Set before Qt is first loaded.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RECORDINGS = REPO_ROOT / "recordings"

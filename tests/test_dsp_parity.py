@@ -18,7 +18,7 @@ import pytest
 import wfdb
 from scipy import signal
 
-from biosig.config import PipelineConfig, PreprocessConfig
+from biosig.config import FeatureConfig, PipelineConfig, PreprocessConfig, WindowConfig
 from biosig.dsp import (
     FeatureBatch,
     FeatureChain,
@@ -248,10 +248,17 @@ def test_grabmyo_resampled_to_1000_hz_parity(shared_data):
     assert_parity(offline, run_chunked(config, fs, x, t, labels, seed=4))
 
 
+def _ctg_pass_through(fs):
+    """The CTG preset's pass-through preprocessing with EMG-chain features on 60-s windows
+    (the CTG preset itself runs the CTG chain, tested in test_ctg.py)."""
+    return dataclasses.replace(PipelineConfig.ctg_default(fs), window=WindowConfig(60.0, 10.0),
+                               features=FeatureConfig(names=("env_mean", "wl")))
+
+
 def test_ctg_pass_through_parity(shared_data):
     x, fs, labels = load_ctg(shared_data)
     assert fs == 4.0
-    config = PipelineConfig.ctg_default(fs)
+    config = _ctg_pass_through(fs)
     t = np.arange(len(x)) / fs
     offline = run_offline(config, fs, x, t, labels)
     finite = np.isfinite(x)
@@ -264,7 +271,7 @@ def test_ctg_pass_through_parity(shared_data):
 def test_ctg_smoothed_steady_init_parity(shared_data):
     x, fs, labels = load_ctg(shared_data)
     config = with_preprocess(
-        PipelineConfig.ctg_default(fs),
+        _ctg_pass_through(fs),
         envelope="lowpass",
         envelope_cutoff_hz=0.5,
         filter_init="steady",

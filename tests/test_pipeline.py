@@ -52,7 +52,8 @@ def test_threaded_pipeline_equals_offline_on_real_recordings(shared_data, loader
     assert len(offline) > 10
     assert len(live) == len(offline)
     np.testing.assert_array_equal(live.t_end, offline.t_end)
-    assert np.max(np.abs(live.features - offline.features)) <= 1e-9
+    # NaN == NaN: a CTG window without enough tocogram has no contraction count
+    np.testing.assert_allclose(live.features, offline.features, rtol=0, atol=1e-9)
     assert pipeline.stats.samples_in == stream.n_samples
     assert pipeline.stats.chunks_dropped == 0
 

@@ -29,6 +29,8 @@ def test_train_writes_one_self_describing_model(lda_model):
     assert card["arch"] == "lda" and card["modality"] == "EMG" and card["srate"] == 200.0
     assert card["channels"] == [f"emg{i}" for i in range(1, 9)]
     assert card["class_names"] == [str(k) for k in range(8)]
+    # Human-readable names come from the recording's label_names metadata.
+    assert card["class_labels"][0] == "rest" and card["class_labels"][7] == "fist"
     assert len(card["feature_names"]) == 48 and card["pipeline"]["window"]["length_s"] == 0.2
     assert card["temperature"] > 0 and np.isfinite(card["ood"]["threshold"])
     assert card["training"]["seed"] == 0 and "myo_12345-1.xdf" in card["training"]["data"][0]
@@ -79,3 +81,30 @@ def test_train_user_mistakes(args, message, tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def test_two_recordings_calibrate_across_recordings(shared_data, tmp_path, capsys):
+    sessions = [shared_data / "myo-readings-dataset" / f"12345-{s}" for s in (1, 2)]
+    out = tmp_path / "two.onnx"
+    assert main(["train", *map(str, sessions), "--arch", "lda", "--out", str(out), "--quiet"]) == 0
+    assert "cross-recording predictions" in capsys.readouterr().out
+    card = read_model_card(out)
+    metrics = card["metrics"]["calibration_set"]
+    assert metrics["calibrated_by"] == "recordings" and metrics["calibration_folds"] == 2
+    # Every window is predicted once by the fold model that did not see its session, and the
+    # final model is fitted on all of them.
+    assert card["training"]["n_fit"] == card["training"]["n_calibration"] == card["training"]["n_windows"]
+    # A new session makes LDA over-confident: the cross-session temperature softens it.
+    assert card["temperature"] > 1.5
+    assert metrics["ece"] < metrics["uncalibrated_ece"]
+
+
+def test_recording_calibration_needs_two_recordings(tmp_path, capsys):
+    out = tmp_path / "one.onnx"
+    assert main(["train", str(MYO), "--arch", "lda", "--calibration", "recordings",
+                 "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "two or more recordings" in err[0]
+    assert not out.exists()
+    assert main(["train", str(MYO), "--arch", "lda", "--out", str(out), "--quiet"]) == 0
+    assert read_model_card(out)["metrics"]["calibration_set"]["calibrated_by"] == "windows"

@@ -17,7 +17,7 @@ from biosig import __version__
 from biosig._checks import BiosigError
 
 #: Sub-command modules, in the order ``biosig --help`` lists them.
-COMMANDS = ("demo", "convert", "info", "replay", "streams", "record", "process", "train", "evaluate", "explain")
+COMMANDS = ("demo", "convert", "info", "replay", "streams", "record", "process", "train", "evaluate", "explain", "analyze", "selftest", "gui")
 
 EXIT_USER_ERROR = 2
 

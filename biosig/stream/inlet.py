@@ -11,7 +11,22 @@
    2 s, never waiting for it except on the first connection).
 4. Account for gaps: consecutive timestamps further apart than ``gap_factor / srate`` are a gap
    of ``round(dt * srate) - 1`` dropped samples.
-5. If nothing came for a while, check whether the outlet is still on the network.
+5. Apply the clock-jump policy (below) to a regular stream's timestamps.
+6. If nothing came for a while, check whether the outlet is still on the network.
+
+**Clock jumps** (see ``docs/faults.md``). A source whose clock steps (a device that resets its
+clock, a host clock set by hand under a driver that stamps with wall time, a buggy outlet) sends
+timestamps that go backwards or leap ahead with no samples missing. For a regular stream, with
+``clock_jumps="rebase"`` (the default), a timestamp that is not later than the one before, or one
+that is ahead of the one before by more than the time that can have passed between them (the
+time since the previous pull that delivered data) plus ``JUMP_TOLERANCE_S``, starts a clock
+jump: it and every later timestamp are shifted so that the stream continues one sample period
+after the sample before. The jump is recorded in :attr:`InletStats.clock_jumps` with its size
+and logged; no sample is dropped, and it is not counted as a gap. Delivered timestamps therefore
+stay increasing and continuous (windows, labels and latency figures keep working), and
+:attr:`InletStats.clock_shift_s` says how far they are from the source's own clock.
+``clock_jumps="keep"`` records and logs the jumps but delivers the source's timestamps as they
+are. Irregular streams (markers) keep their timestamps; backward steps are recorded only.
 
 **Clock correction.** biosig adds ``StreamInlet.time_correction()`` itself instead of setting
 liblsl's ``proc_clocksync`` flag. With ``proc_clocksync`` a pull waits for the first
@@ -66,12 +81,12 @@ from typing import NamedTuple
 import numpy as np
 import pylsl
 
-from biosig._checks import BiosigError, check_int, check_positive
+from biosig._checks import BiosigError, check_int, check_option, check_positive
 from biosig.stream.lsl_info import LostError, LSLTimeoutError, StreamDescription, numpy_dtype
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Gap", "Inlet", "InletStats"]
+__all__ = ["ClockJump", "Gap", "Inlet", "InletStats"]
 
 #: A silent stream is checked for liveness after this many seconds (or 5 sample periods).
 STALL_S = 0.5
@@ -90,12 +105,36 @@ REOPEN_TIMEOUT_S = 0.25
 LIBLSL_GRACE_S = 3.0
 #: Seconds between two reads of liblsl's clock offset estimate.
 CLOCK_REFRESH_S = 2.0
+#: A forward step in a regular stream's timestamps larger than the time that can have passed
+#: (since the previous pull with data) by more than this many seconds is a clock jump, not a gap.
+JUMP_TOLERANCE_S = 1.0
+#: What to do with a clock jump: shift later timestamps so the stream continues, or keep them.
+CLOCK_JUMP_POLICIES = ("rebase", "keep")
+#: Clock jumps logged as warnings per inlet; later ones are logged at debug level.
+MAX_LOGGED_JUMPS = 10
 
 # pylsl >= 1.18 can return the timestamps as an array (no per-sample list) and stop waiting
 # after the first sample; older releases get the plain call.
 _PULL_PARAMS = inspect.signature(pylsl.StreamInlet.pull_chunk).parameters
 _HAS_AS_NUMPY = "as_numpy" in _PULL_PARAMS
 _HAS_MIN_SAMPLES = "min_samples" in _PULL_PARAMS
+
+
+class ClockJump(NamedTuple):
+    """A step in a source's timestamps that is not explained by missing samples.
+
+    Attributes
+    ----------
+    t : float
+        Delivered time of the first sample after the jump (s, local LSL clock; rebased with
+        ``clock_jumps="rebase"``).
+    step_s : float
+        How far the source's clock jumped, in seconds: the step between the two samples minus one
+        sample period (negative: backwards).
+    """
+
+    t: float
+    step_s: float
 
 
 class Gap(NamedTuple):
@@ -136,6 +175,11 @@ class InletStats:
     clock_offset : float
         Last ``time_correction`` estimate in seconds, added to every timestamp (0 without
         clock sync).
+    clock_jumps : list of ClockJump
+        Steps in the source's timestamps not explained by missing samples, in order.
+    clock_shift_s : float
+        Seconds added to the source's timestamps by rebasing after clock jumps (0 with
+        ``clock_jumps="keep"`` or without jumps).
     """
 
     samples_received: int = 0
@@ -145,6 +189,8 @@ class InletStats:
     reconnects: int = 0
     measured_rate: float = math.nan
     clock_offset: float = 0.0
+    clock_jumps: list[ClockJump] = field(default_factory=list)
+    clock_shift_s: float = 0.0
     # Sums behind measured_rate: sample intervals, and their total length in seconds.
     _intervals: int = field(default=0, repr=False)
     _interval_s: float = field(default=0.0, repr=False)
@@ -179,6 +225,10 @@ class Inlet:
         accounting, so it is off by default.
     gap_factor : float
         Two consecutive samples more than ``gap_factor / srate`` seconds apart make a gap.
+    clock_jumps : {"rebase", "keep"}
+        Policy for steps in a regular stream's timestamps that missing samples do not explain
+        (see the module notes): shift later timestamps so the stream continues, or keep the
+        source's timestamps. Either way the jumps are recorded in :attr:`stats`.
 
     Notes
     -----
@@ -199,6 +249,7 @@ class Inlet:
         clock_sync: bool = True,
         dejitter: bool = False,
         gap_factor: float = 1.5,
+        clock_jumps: str = "rebase",
     ):
         query = {"name": name, "type": type, "source_id": source_id}
         self._query = {key: str(value) for key, value in query.items() if value is not None}
@@ -212,6 +263,7 @@ class Inlet:
         self.gap_factor = check_positive(gap_factor, "gap_factor")
         if self.gap_factor <= 1:
             raise BiosigError(f"gap_factor must be > 1 (in sample periods), got {gap_factor!r}")
+        self.clock_jumps = check_option(clock_jumps, "clock_jumps", CLOCK_JUMP_POLICIES)
         self.stats = InletStats()
         self.connected = False
         self._active = False  # between connect() and close(): keep (re)connecting
@@ -221,6 +273,7 @@ class Inlet:
         self._uid: str | None = None  # unique id of the outlet instance we read, if known
         self._last_ts: float | None = None  # last timestamp delivered (local clock)
         self._last_data_at: float | None = None  # local_clock() when samples last arrived
+        self._jump_shift = 0.0  # seconds added to timestamps after clock jumps ("rebase")
         self._connected_at = 0.0
         self._lost_at = 0.0
         self._candidate_since: float | None = None  # when a lost stream was first seen again
@@ -374,11 +427,15 @@ class Inlet:
             return self._empty()
         data, timestamps, lost = self._drain(max(0.0, float(timeout)))
         if timestamps.shape[0]:
+            # Samples can have been sent since the previous pull with data, not before it.
+            since = now - self._last_data_at if self._last_data_at is not None else math.inf
             self._on_samples(now)
             self._refresh_clock(now)
             if self.clock_sync:
                 timestamps += self.stats.clock_offset
-            self._account(timestamps)
+            timestamps, jumps = self._handle_clock_jumps(
+                timestamps, since + (pylsl.local_clock() - now))
+            self._account(timestamps, jumps)
         if lost:
             self._mark_lost(now, "the connection broke", keep_inlet=False)
         elif not timestamps.shape[0]:
@@ -404,6 +461,8 @@ class Inlet:
         if not stamps:
             data, timestamps = self._empty()
             return data, timestamps, lost
+        if len(stamps) == 1:  # the usual case: no copy of a copy
+            return pieces[0], stamps[0], lost
         return np.concatenate(pieces), np.concatenate(stamps), lost
 
     def _pull_once(self, timeout: float):
@@ -430,7 +489,8 @@ class Inlet:
 
     # -- gap accounting ------------------------------------------------------------------------
 
-    def _account(self, timestamps: np.ndarray) -> None:
+    def _account(self, timestamps: np.ndarray, jumps: np.ndarray | None = None) -> None:
+        """Count samples, find gaps and the rate; ``jumps`` marks steps that are clock jumps."""
         stats = self.stats
         stats.samples_received += int(timestamps.shape[0])
         stats.chunks += 1
@@ -442,6 +502,8 @@ class Inlet:
         dt = np.diff(times)
         period = 1.0 / srate
         is_gap = dt > self.gap_factor * period
+        if jumps is not None:  # a clock jump is not missing data, whatever its size
+            is_gap &= ~jumps
         for i in np.flatnonzero(is_gap):
             n_dropped = max(int(round(dt[i] * srate)) - 1, 0)
             gap = Gap(float(times[i] + period), float(dt[i] - period), n_dropped)
@@ -450,11 +512,58 @@ class Inlet:
                 "stream %r: gap of %.3f s (%d samples) at t=%.3f",
                 self._desc.name, gap.duration_s, n_dropped, gap.t_start,
             )
-        steady = ~is_gap & (dt > 0)
+        steady = ~is_gap & (dt > 0) if jumps is None else ~is_gap & (dt > 0) & ~jumps
         stats._intervals += int(steady.sum())
         stats._interval_s += float(dt[steady].sum())
         if stats._interval_s > 0:
             stats.measured_rate = stats._intervals / stats._interval_s
+
+    def _handle_clock_jumps(self, timestamps: np.ndarray, elapsed_s: float):
+        """Find clock jumps in ``timestamps`` (after the last delivered one); rebase if asked.
+
+        ``elapsed_s`` bounds the real time between the last delivered sample and any of these:
+        every one of them was sent after the previous pull that delivered data.
+
+        Returns the (possibly rebased) timestamps, and None or a mask of the steps between
+        consecutive samples (the last delivered one first, if any) that are clock jumps.
+        """
+        srate = self._desc.srate
+        if self._jump_shift:
+            timestamps += self._jump_shift
+        previous = self._last_ts
+        if previous is None and timestamps.shape[0] < 2:
+            return timestamps, None
+        times = timestamps if previous is None else np.concatenate(([previous], timestamps))
+        dt = np.diff(times)
+        if srate <= 0:  # irregular: no period to continue from; record backward steps only
+            for i in np.flatnonzero(dt < 0):
+                self._record_jump(float(times[i + 1]), float(dt[i]))
+            return timestamps, None
+        period = 1.0 / srate
+        jumps = (dt <= 0) | (dt > elapsed_s + JUMP_TOLERANCE_S + period)
+        if not jumps.any():
+            return timestamps, None
+        offset = 0 if previous is None else 1  # dt[i] ends at timestamps[i + 1 - offset]
+        for i in np.flatnonzero(jumps):
+            step = float(dt[i] - period)
+            if self.clock_jumps == "rebase":
+                # dt[i] is unaffected by the shifts of earlier jumps: they move both ends.
+                timestamps[i + 1 - offset:] -= step
+                self._jump_shift -= step
+            self._record_jump(float(timestamps[i + 1 - offset]), step)
+        self.stats.clock_shift_s = self._jump_shift
+        return timestamps, jumps
+
+    def _record_jump(self, t: float, step_s: float) -> None:
+        self.stats.clock_jumps.append(ClockJump(t, step_s))
+        # A source that stamps every sample of a chunk alike jumps on every chunk: say it a few
+        # times, not forever.
+        log = logger.warning if len(self.stats.clock_jumps) <= MAX_LOGGED_JUMPS else logger.debug
+        log(
+            "stream %r: its clock jumped by %+.6f s at t=%.3f (%s)", self._desc.name, step_s, t,
+            "timestamps rebased to continue" if self.clock_jumps == "rebase" and self._desc.srate > 0
+            else "timestamps kept",
+        )
 
     # -- recovery ------------------------------------------------------------------------------
 

@@ -83,19 +83,28 @@ class StreamProcessor:
         self.channel_index = select_channels(channel_labels, config.channels)
         self.channel_labels = [list(channel_labels)[i] for i in self.channel_index]
         n_channels = len(self.channel_index)
-        self.preprocessor = Preprocessor(config.preprocess, self.srate, n_channels)
-        self.extractor = FeatureExtractor(
-            config.features.names,
-            channel_labels=self.channel_labels,
-            zc_threshold=config.features.zc_threshold,
-            ssc_threshold=config.features.ssc_threshold,
-        )
-        # Features straight from per-hop block sums: no window is materialised on this path.
-        self.chain = FeatureChain(
-            self.preprocessor,
-            WindowFeatures(self.extractor, self.preprocessor.fs_out, config.window.length_s,
-                           config.window.hop_s),
-        )
+        if config.features.is_ctg:
+            # CTG FIGO features: their own streaming chain (loss, artefacts, events), same
+            # FeatureBatch out; it keeps events and baseline for displays (chain.snapshot()).
+            from biosig.ctg import CTGFeatureChain
+
+            self.chain = CTGFeatureChain(config.ctg, self.srate, self.channel_labels,
+                                         config.features.names, config.window.length_s,
+                                         config.window.hop_s)
+        else:
+            self.preprocessor = Preprocessor(config.preprocess, self.srate, n_channels)
+            self.extractor = FeatureExtractor(
+                config.features.names,
+                channel_labels=self.channel_labels,
+                zc_threshold=config.features.zc_threshold,
+                ssc_threshold=config.features.ssc_threshold,
+            )
+            # Features straight from per-hop block sums: no window is materialised on this path.
+            self.chain = FeatureChain(
+                self.preprocessor,
+                WindowFeatures(self.extractor, self.preprocessor.fs_out, config.window.length_s,
+                               config.window.hop_s),
+            )
         self.classifier = classifier
         self.class_names = [str(c) for c in getattr(classifier, "classes_", [])]
         self._infers = callable(getattr(classifier, "infer", None))
@@ -105,12 +114,12 @@ class StreamProcessor:
 
     @property
     def feature_names(self) -> list[str]:
-        return self.extractor.feature_names
+        return self.chain.feature_names
 
     @property
     def n_nonfinite(self) -> int:
         """Non-finite input samples seen so far (all channels)."""
-        return int(np.sum(self.preprocessor.n_nonfinite))
+        return int(np.sum(self.chain.n_nonfinite))
 
     def reset(self) -> None:
         """Forget all carried state (filters, partial windows, decision smoothing)."""
@@ -259,6 +268,13 @@ class Pipeline:
     max_latency_s : float
         A live chunk that waited longer than this is still filtered and windowed (filter state
         must stay continuous) but its windows are not classified: they are stale (counted).
+
+    Attributes
+    ----------
+    chunk_hooks : list of callables
+        Each is called with every raw chunk ``(data, timestamps)`` on the processing thread,
+        after that chunk's windows went to the sinks (so a display buffer fed here adds nothing
+        to their latency). A hook that raises is logged and counted like a sink.
     """
 
     def __init__(self, source, config=None, *, classifier=None, sinks=(), max_queue_chunks=1024,
@@ -272,6 +288,7 @@ class Pipeline:
         self.stats = PipelineStats()
         self.processor: StreamProcessor | None = None
         self._threads: list[threading.Thread] = []
+        self.chunk_hooks: list = []
 
     def start(self) -> "Pipeline":
         """Open the source, build the processor and start both threads."""
@@ -280,7 +297,11 @@ class Pipeline:
             if callable(getattr(self.classifier, "pipeline_config", None)):
                 self.config = self.classifier.pipeline_config()
             else:
-                self.config = PipelineConfig.for_rate(self.source.srate)
+                # The preset of the source's content type (a CTG replay gets the CTG chain).
+                source_stream = getattr(self.source, "stream", None) or getattr(self.source, "inlet", None)
+                modality = str(getattr(source_stream, "type", None) or "EMG")
+                self.config = PipelineConfig.for_rate(
+                    self.source.srate, modality if modality.lower() == "ctg" else "EMG")
         self.processor = StreamProcessor(
             self.config, self.source.srate, self.source.channel_labels, self.classifier
         )
@@ -370,6 +391,12 @@ class Pipeline:
                         break
                     continue
                 self._process_chunk(data, timestamps, arrived)
+                for hook in self.chunk_hooks:
+                    try:
+                        hook(data, timestamps)
+                    except Exception:  # noqa: BLE001 - a display must not stop processing
+                        self.stats.sink_errors += 1
+                        logger.exception("chunk hook %r failed", hook)
         except Exception as err:  # noqa: BLE001 - report, then let wait() return
             logger.exception("processing failed")
             self.stats.error = f"processing: {err}"

@@ -17,6 +17,10 @@ from biosig.io.recording import Stream
 
 logger = logging.getLogger(__name__)
 
+#: Longest an :class:`LSLSource` read waits for the first sample, in seconds: bounds how late
+#: the acquisition thread notices a stop request or a lost outlet.
+MAX_WAIT_S = 0.05
+
 
 class RecordingSource:
     """Chunks of one recorded stream, as fast as possible or paced at real time × ``speed``.
@@ -153,10 +157,17 @@ class LSLSource:
         self.inlet.close()
 
     def read(self, timeout: float = 0.1):
-        data, timestamps = self.inlet.pull()
+        """Return the samples received since the last read, or None if none came in ``timeout`` s.
+
+        The wait is liblsl's (a condition variable woken by the first sample), so a chunk is
+        returned as soon as it arrives: polling with a sleep added up to the sleep's length
+        (it was 5 ms) to every window's latency.
+        """
+        data, timestamps = self.inlet.pull(timeout=min(timeout, MAX_WAIT_S))
         if data.shape[0] == 0:
-            # Nothing buffered: wait a little instead of spinning the processor.
-            time.sleep(min(timeout, 0.005))
+            if not self.inlet.connected:
+                # A lost stream returns at once: pause instead of spinning while it is found.
+                time.sleep(min(timeout, 0.005))
             return None
         return data, timestamps
 

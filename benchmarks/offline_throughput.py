@@ -1,0 +1,279 @@
+"""Offline throughput: biosig's analysis path against LibEMG's Hudgins features + LDA.
+
+Both sides get the same Myo recording(s) and the same windows (the model's length and hop,
+0.2 s every 0.05 s at 200 Hz), already in memory (file reading is not timed on either side):
+
+- **biosig**: the path ``biosig analyze`` runs per recording (:mod:`biosig.analysis.batch`):
+  :class:`~biosig.stream.pipeline.StreamProcessor` with the model's settings (high-pass and
+  notch filters with carried state, rectification, moving-RMS envelope, 48 features), fed in
+  chunks of 4096 hops, then onnxruntime inference in batches (posteriors, entropy, OOD flag,
+  decision). Timed with the bundled JSU network and with an LDA exported to ONNX
+  (:func:`biosig.inference.build_linear_model`), the same classifier family as the peer.
+- **LibEMG** (``libemg.utils.get_windows``, ``FeatureExtractor.extract_features`` with the
+  Hudgins set MAV, ZC, SSC, WL, ``EMGClassifier("LDA").run``): the peer a user would pick
+  instead. Timed without filtering (LibEMG's usual offline recipe) and with its ``Filter``
+  (the same 20 Hz high-pass and 50 Hz notch, applied with zero-phase ``filtfilt``).
+
+Classifiers are fitted on the windows first (not timed). Every figure is the best of
+``--repeats`` runs, one thread each side (``--threads`` for onnxruntime). libemg pins
+``numpy<2``, so run this from a separate environment (see docs/benchmarks.md)::
+
+    python3 -m venv /work/bench-venv
+    /work/bench-venv/bin/pip install torch==2.13.0 -e /work/main libemg
+    /work/bench-venv/bin/python benchmarks/offline_throughput.py
+
+Without libemg installed, the peer side is a plain numpy + scikit-learn implementation of the
+same features and LDA, and the output says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread per side: numpy/BLAS too
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def load_streams(paths, model):
+    """The model's signal stream and its per-sample label (str) of each recording."""
+    from biosig.io import iter_inputs, read_recording
+
+    out = []
+    for path in iter_inputs(paths):
+        recording = read_recording(path)
+        stream = model.check_recording(recording)
+        stream = stream.pick_channels(model.channels)
+        markers = recording.labels()
+        labels = markers.label_at(stream.timestamps) if markers is not None else None
+        out.append((stream, labels))
+    return out
+
+
+def best_of(repeats: int, func):
+    times = []
+    result = None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = func()
+        times.append(time.perf_counter() - started)
+    return min(times), result
+
+
+# -- biosig -----------------------------------------------------------------------------------
+
+
+def biosig_run(streams, model, batch_windows=4096, config=None):
+    """The analyze path on every stream (no inference without a model); returns the windows."""
+    from biosig.analysis.batch import chunk_samples, run_windows
+    from biosig.stream.pipeline import StreamProcessor
+
+    config = config or model.pipeline_config()
+    total = 0
+    for stream, _ in streams:
+        processor = StreamProcessor(config, stream.srate, stream.channel_labels, model)
+        results = run_windows(processor, stream, chunk_samples(config, stream.srate, batch_windows))
+        total += len(results)
+    return total
+
+
+def biosig_lda_model(streams, model, path: Path, threads: int):
+    """An LDA on biosig's own features, exported to ONNX with the JSU model's card."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    from biosig.datasets import single_label_windows
+    from biosig.inference import OnnxModel, build_linear_model
+    from biosig.stream.pipeline import process_recording
+
+    X, y = [], []
+    config = model.pipeline_config()
+    for stream, labels in streams:
+        results = process_recording(stream, config)
+        X.append(results.features)
+        idx = np.searchsorted(stream.timestamps, results.t_end)
+        y.append(np.asarray(labels)[idx])
+    X, y = np.vstack(X), np.concatenate(y)
+    classes = [str(c) for c in model.classes_]
+    keep = np.isin(y, classes)
+    lda = LinearDiscriminantAnalysis().fit(X[keep], y[keep])
+    order = [list(lda.classes_).index(c) for c in classes]
+    card = dict(model.card, arch="lda", temperature=1.0)
+    import onnx
+
+    onnx.save(build_linear_model(lda.coef_.T[:, order], lda.intercept_[order], card), path)
+    return OnnxModel(path, threads=threads)
+
+
+# -- LibEMG -----------------------------------------------------------------------------------
+
+
+def window_labels(labels, n_windows, size, hop):
+    ends = np.arange(n_windows) * hop + size - 1
+    return np.asarray(labels)[ends]
+
+
+class LibEMGPeer:
+    """LibEMG's offline recipe: windows, Hudgins features, LDA (optionally its filters first)."""
+
+    name = "LibEMG 2.0.3"
+
+    def __init__(self, srate, size, hop, filtered):
+        from libemg.emg_predictor import EMGClassifier
+        from libemg.feature_extractor import FeatureExtractor
+        from libemg.filtering import Filter
+        from libemg.utils import get_windows
+
+        self.size, self.hop = size, hop
+        self.get_windows = get_windows
+        self.extractor = FeatureExtractor()
+        self.classifier = EMGClassifier("LDA")
+        self.filter = None
+        if filtered:
+            self.filter = Filter(srate)
+            self.filter.install_filters({"name": "highpass", "cutoff": 20, "order": 4})
+            self.filter.install_filters({"name": "notch", "cutoff": 50, "bandwidth": 3})
+
+    def features(self, data):
+        if self.filter is not None:
+            data = self.filter.filter(data)
+        windows = self.get_windows(data, self.size, self.hop)
+        return self.extractor.extract_features(["MAV", "ZC", "SSC", "WL"], windows)
+
+    def fit(self, data_list, labels_list):
+        feats, ys = [], []
+        for data, labels in zip(data_list, labels_list):
+            f = self.features(data)
+            n = len(next(iter(f.values())))
+            feats.append(f)
+            ys.append(window_labels(labels, n, self.size, self.hop))
+        merged = {k: np.vstack([f[k] for f in feats]) for k in feats[0]}
+        self.classifier.fit(feature_dictionary={"training_features": merged,
+                                                "training_labels": np.concatenate(ys)})
+
+    def run(self, data_list):
+        total = 0
+        for data in data_list:
+            predictions, _ = self.classifier.run(self.features(data))
+            total += len(predictions)
+        return total
+
+
+class NumpyHudginsPeer:
+    """The same recipe in numpy + scikit-learn, for when libemg is not installed."""
+
+    name = "numpy + scikit-learn (libemg not installed)"
+
+    def __init__(self, srate, size, hop, filtered):
+        from scipy.signal import butter, filtfilt, iirnotch
+
+        from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+        self.size, self.hop = size, hop
+        self.lda = LinearDiscriminantAnalysis()
+        self.filters = []
+        if filtered:
+            self.filters = [butter(4, 20, "highpass", fs=srate), iirnotch(50, 50 / 3, fs=srate)]
+        self._filtfilt = filtfilt
+
+    def features(self, data):
+        for b, a in self.filters:
+            data = self._filtfilt(b, a, data, axis=0)
+        n = (data.shape[0] - self.size) // self.hop + 1
+        index = np.arange(n)[:, None] * self.hop + np.arange(self.size)[None, :]
+        windows = data[index].transpose(0, 2, 1)  # (n, channels, samples), as LibEMG
+        diff = np.diff(windows, axis=2)
+        mav = np.abs(windows).mean(axis=2)
+        zc = (np.abs(np.diff(np.sign(windows), axis=2)) == 2).sum(axis=2)
+        ssc = ((diff[:, :, :-1] * -diff[:, :, 1:]) >= 0).sum(axis=2)
+        wl = np.abs(diff).sum(axis=2)
+        return np.hstack([mav, zc, ssc, wl])
+
+    def fit(self, data_list, labels_list):
+        X = [self.features(d) for d in data_list]
+        y = [window_labels(lab, len(x), self.size, self.hop) for x, lab in zip(X, labels_list)]
+        self.lda.fit(np.vstack(X), np.concatenate(y))
+
+    def run(self, data_list):
+        total = 0
+        for data in data_list:
+            total += len(self.lda.predict_proba(self.features(data)))
+        return total
+
+
+def make_peer(srate, size, hop, filtered):
+    try:
+        import libemg  # noqa: F401
+    except ImportError:
+        return NumpyHudginsPeer(srate, size, hop, filtered)
+    return LibEMGPeer(srate, size, hop, filtered)
+
+
+# -- main -------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", nargs="+", default=[str(REPO / "recordings" / "myo_12345-1.xdf")],
+                        help="Myo recordings (default: the bundled session)")
+    parser.add_argument("--model", default=str(REPO / "models" / "myo-12345-jsu.onnx"))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    args = parser.parse_args(argv)
+
+    import logging
+    import tempfile
+
+    logging.disable(logging.WARNING)  # the XDF reader's notes are not benchmark output
+    from biosig.inference import OnnxModel
+
+    model = OnnxModel(args.model, threads=args.threads)
+    streams = load_streams(args.data, model)
+    config = model.pipeline_config()
+    srate = streams[0][0].srate
+    size = int(round(config.window.length_s * srate))
+    hop = int(round(config.window.hop_s * srate))
+    data_list = [s.data for s, _ in streams]
+    labels_list = [lab for _, lab in streams]
+    seconds = sum(s.duration for s, _ in streams)
+    print(f"{len(streams)} recording(s), {seconds:.0f} s of {streams[0][0].n_channels}-ch EMG at "
+          f"{srate:g} Hz; windows {size} samples every {hop}; best of {args.repeats}; "
+          f"onnxruntime {model.providers[0]}, {args.threads} thread(s)")
+
+    rows = []
+    t, n = best_of(args.repeats, lambda: biosig_run(streams, model))
+    rows.append((f"biosig: filters + envelope + 48 features + ONNX {model.card['arch'].upper()}", n, t))
+    t, n = best_of(args.repeats, lambda: biosig_run(streams, None, config=config))
+    rows.append(("biosig: filters + envelope + 48 features (no inference)", n, t))
+    with tempfile.TemporaryDirectory() as tmp:
+        lda_model = biosig_lda_model(streams, model, Path(tmp) / "lda.onnx", args.threads)
+        t, n = best_of(args.repeats, lambda: biosig_run(streams, lda_model))
+        rows.append(("biosig: filters + envelope + 48 features + ONNX LDA", n, t))
+    peers = []
+    for filtered in (False, True):
+        peer = make_peer(srate, size, hop, filtered)
+        peer.fit(data_list, labels_list)
+        t, n = best_of(args.repeats, lambda: peer.run(data_list))
+        what = "filtfilt + " if filtered else ""
+        peers.append((f"{peer.name}: {what}Hudgins TD (MAV, ZC, SSC, WL) + LDA", n, t))
+    rows += peers
+
+    width = max(len(r[0]) for r in rows)
+    print(f"{'pipeline':<{width}}  {'windows':>8}  {'time (s)':>9}  {'windows/s':>10}")
+    for name, n, t in rows:
+        print(f"{name:<{width}}  {n:>8}  {t:>9.4f}  {n / t:>10.0f}")
+    peer_rate = peers[0][1] / peers[0][2]
+    for name, n, t in (rows[0], rows[2]):
+        print(f"ratio {name.split(':')[1].strip()} / peer (no filter): {n / t / peer_rate:.2f}x "
+              f"(goal >= 5x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

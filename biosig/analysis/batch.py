@@ -1,0 +1,295 @@
+"""One recording through the live path's objects, offline: windows, posteriors, quality, summary.
+
+:func:`analyze_recording` is the unit of work of ``biosig analyze``. It is a plain top-level
+function of picklable arguments, so the same call runs in this process, in a local process pool
+or on a Dask worker, and returns a :class:`RecordingResult` (the per-window table and the
+summary) for the caller to write.
+
+It runs the recording through :class:`~biosig.stream.pipeline.StreamProcessor`, the object the
+live :class:`~biosig.stream.pipeline.Pipeline` runs on its processing thread, with the model's
+own pipeline settings (:meth:`~biosig.inference.OnnxModel.pipeline_config`), so an EMG model
+and a CTG model need nothing else. The samples go in chunks of about ``batch_windows`` hops,
+so each chunk's windows reach onnxruntime as one large batch (the live path gives it one or a
+few windows at a time) and memory stays bounded on long recordings. The filters carry their
+state across chunks, so the results are those of the live path (``tests/test_analyze.py``
+compares them). The model's session uses :func:`~biosig.inference.choose_providers`: CUDA
+where onnxruntime-gpu and a GPU are present, else the CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from biosig._checks import BiosigError, check_int
+
+logger = logging.getLogger(__name__)
+
+#: Column names of the per-window table that are not features.
+TIME_COLUMN = "t_end"
+LABEL_COLUMN = "label"
+DECISION_COLUMN = "decision"
+
+
+def posterior_column(class_name: str) -> str:
+    """Name of the posterior column of a class, as in the pipeline's CSV output."""
+    return f"p({class_name})"
+
+
+@dataclass
+class ModelSettings:
+    """How the model decides, passed to every worker (:class:`~biosig.inference.OnnxModel`).
+
+    Parameters
+    ----------
+    reject_threshold : float or None
+        No decision for a window whose top posterior is below this (in (0, 1]).
+    smoothing : int or None
+        Majority vote over this many consecutive decisions.
+    threads : int or None
+        onnxruntime intra-op threads per worker; None: onnxruntime's default.
+    providers : list of str or None
+        onnxruntime execution providers; None: CUDA where present, else CPU.
+    batch_windows : int
+        About this many windows per chunk of samples (one onnxruntime batch).
+    """
+
+    reject_threshold: float | None = None
+    smoothing: int | None = None
+    threads: int | None = None
+    providers: list[str] | None = None
+    batch_windows: int = 4096
+
+    def model_kwargs(self) -> dict:
+        return {"reject_threshold": self.reject_threshold, "smoothing": self.smoothing,
+                "threads": self.threads, "providers": self.providers}
+
+    def fingerprint(self) -> dict:
+        """What changes the results (threads, providers and batching do not, beyond rounding)."""
+        return {"reject_threshold": self.reject_threshold, "smoothing": self.smoothing}
+
+
+@dataclass
+class RecordingTask:
+    """One recording to analyse: where it is, its output name, the model and its settings."""
+
+    name: str
+    path: str
+    model_path: str
+    settings: ModelSettings = field(default_factory=ModelSettings)
+
+
+@dataclass
+class RecordingResult:
+    """What :func:`analyze_recording` gives back.
+
+    Attributes
+    ----------
+    name : str
+        Output name of the recording.
+    table : pyarrow.Table
+        One row per window (:func:`results_table`).
+    summary : dict
+        :func:`biosig.analysis.summary.recording_summary` of it.
+    """
+
+    name: str
+    table: object
+    summary: dict
+
+
+@dataclass
+class RecordingFailure:
+    """A recording that could not be analysed, and why (one line)."""
+
+    name: str
+    path: str
+    error: str
+
+    def describe(self) -> str:
+        """One line naming the file (once) and the error."""
+        return self.error if self.path in self.error else f"{self.path}: {self.error}"
+
+
+# Models already opened in this process (a pool worker or Dask worker analyses many recordings).
+_MODELS: dict = {}
+
+
+def load_model(model_path, settings: ModelSettings):
+    """An :class:`~biosig.inference.OnnxModel`, opened once per process and settings."""
+    from biosig.inference import OnnxModel
+
+    path = Path(model_path)
+    key = (str(path.resolve()), path.stat().st_mtime_ns, repr(settings.model_kwargs()))
+    if key not in _MODELS:
+        _MODELS[key] = OnnxModel(path, batch_size=max(settings.batch_windows, 1),
+                                 **settings.model_kwargs())
+    return _MODELS[key]
+
+
+def chunk_samples(config, srate: float, batch_windows: int) -> int:
+    """Input samples per chunk so that each chunk completes about ``batch_windows`` windows."""
+    check_int(batch_windows, "batch_windows", minimum=1)
+    hop = max(1, int(round(config.window.hop_s * srate)))
+    return hop * batch_windows
+
+
+def run_windows(processor, stream, n_chunk: int, progress=None):
+    """Push a stream through a :class:`StreamProcessor` in chunks; all windows, concatenated.
+
+    Parameters
+    ----------
+    processor : StreamProcessor
+    stream : Stream
+    n_chunk : int
+        Samples per chunk.
+    progress : callable or None
+        Called with the number of windows each chunk completed.
+    """
+    from biosig.stream.results import WindowResults
+
+    parts = []
+    for start in range(0, stream.n_samples, n_chunk):
+        stop = min(start + n_chunk, stream.n_samples)
+        part = processor.process(stream.data[start:stop], stream.timestamps[start:stop])
+        parts.append(part)
+        if progress is not None and len(part):
+            progress(len(part))
+    return WindowResults.concat(parts, processor.feature_names, processor.class_names)
+
+
+def window_labels(recording, results, config, srate: float):
+    """True label of each window where one label covers all of it, else None (object array).
+
+    Returns None when the recording has no label markers.
+    """
+    from biosig.datasets import single_label_windows
+
+    markers = recording.labels()
+    if markers is None or len(markers) == 0:
+        return None
+    fs_out = config.preprocess.output_rate(srate)
+    window_s = (round(config.window.length_s * fs_out) - 1) / fs_out
+    labels, pure = single_label_windows(results.t_end, window_s, markers)
+    out = np.asarray(labels, dtype=object)
+    out[~pure | (out == "")] = None
+    return out
+
+
+def results_table(results, labels=None):
+    """The per-window table: time, flags, label, posteriors, entropy, decision, OOD, features.
+
+    Parameters
+    ----------
+    results : WindowResults
+        With posteriors (a classifier ran).
+    labels : ndarray of object or None
+        True label per window (None where unknown).
+
+    Returns
+    -------
+    pyarrow.Table
+        Columns ``t_end`` (s, the window's last sample), ``flagged`` (the window held
+        non-finite samples), ``label`` (string, null where unknown), ``p(<class>)`` per class,
+        ``entropy`` (nats), ``decision`` (class name, null where none), ``rejected``,
+        ``ood_score``, ``ood`` (above the model's threshold), then one column per feature
+        (``<feature>:<channel>``).
+    """
+    import pyarrow as pa
+
+    n = len(results)
+    names = list(results.class_names)
+    predicted = results.predicted
+    decision = np.asarray([names[i] if i >= 0 else None for i in predicted], dtype=object)
+    columns = {
+        TIME_COLUMN: pa.array(results.t_end, pa.float64()),
+        "flagged": pa.array(results.flagged, pa.bool_()),
+        LABEL_COLUMN: pa.array([None] * n if labels is None else list(labels), pa.string()),
+    }
+    for k, name in enumerate(names):
+        columns[posterior_column(name)] = pa.array(results.posteriors[:, k], pa.float64())
+    columns["entropy"] = pa.array(results.entropy, pa.float64())
+    columns[DECISION_COLUMN] = pa.array(list(decision), pa.string())
+    has_ood = results.has_ood
+    columns["rejected"] = pa.array(results.rejected if has_ood else np.zeros(n, bool), pa.bool_())
+    columns["ood_score"] = pa.array(results.ood_score if has_ood else np.full(n, np.nan),
+                                    pa.float64())
+    columns["ood"] = pa.array(results.ood_flag if has_ood else np.zeros(n, bool), pa.bool_())
+    for k, name in enumerate(results.feature_names):
+        columns[name] = pa.array(results.features[:, k], pa.float64())
+    return pa.table(columns)
+
+
+def analyze_recording(task: RecordingTask, progress=None) -> RecordingResult:
+    """Analyse one recording with the model: per-window table and summary.
+
+    Parameters
+    ----------
+    task : RecordingTask
+    progress : callable or None
+        Called with the number of windows completed by each chunk (in-process runs only).
+
+    Returns
+    -------
+    RecordingResult
+
+    Raises
+    ------
+    BiosigError
+        If the file cannot be read or does not fit the model (rate, channels).
+    """
+    from biosig.analysis.quality import signal_quality
+    from biosig.analysis.summary import recording_summary
+    from biosig.io import read_recording
+    from biosig.stream.pipeline import StreamProcessor
+
+    started = time.perf_counter()
+    model = load_model(task.model_path, task.settings)
+    recording = read_recording(task.path)
+    stream = model.check_recording(recording)
+    config = model.pipeline_config()
+    processor = StreamProcessor(config, stream.srate, stream.channel_labels, model)
+    n_chunk = chunk_samples(config, stream.srate, task.settings.batch_windows)
+    results = run_windows(processor, stream, n_chunk, progress)
+    if len(results) == 0:
+        raise BiosigError(
+            f"{stream.duration:.1f} s of signal give no window of {config.window.length_s:g} s"
+        )
+    labels = window_labels(recording, results, config, stream.srate)
+    table = results_table(results, labels)
+    quality = signal_quality(stream, processor.channel_labels)
+    elapsed = time.perf_counter() - started
+    summary = recording_summary(
+        task.name, task.path, model, stream, results, labels, quality,
+        elapsed_s=elapsed, n_nonfinite=processor.n_nonfinite,
+    )
+    logger.info("%s: %d windows in %.2f s", task.name, len(results), elapsed)
+    return RecordingResult(task.name, table, summary)
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message, with its type when that is not a BiosigError."""
+    text = str(err).strip().splitlines()
+    message = text[0] if text else ""
+    if isinstance(err, BiosigError):
+        return message or "error"
+    return f"{type(err).__name__}: {message}" if message else type(err).__name__
+
+
+def run_task(task: RecordingTask, progress=None):
+    """:func:`analyze_recording`, with any failure turned into a :class:`RecordingFailure`.
+
+    One broken file must not stop the others, wherever it runs (pool, Dask): its error comes
+    back as a value, with the traceback logged at debug level where it happened.
+    """
+    try:
+        return analyze_recording(task, progress)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as err:  # noqa: BLE001 - any failure of one file is reported, not raised
+        logger.debug("%s failed", task.path, exc_info=True)
+        return RecordingFailure(task.name, task.path, first_line(err))
