@@ -29,6 +29,14 @@ unused, and reads the CTG rules from an optional ``[ctg]`` section (signal-loss 
 interpolation limit, artefact threshold, event and contraction thresholds; see
 :class:`biosig.ctg.CTGConfig`). :meth:`PipelineConfig.ctg_default` is such a configuration.
 
+An EMG configuration may add a ``[quality]`` section: the per-window clipped/flat channel check
+(:class:`biosig.dsp.quality.QualityConfig`; the CTG chain does not use it)::
+
+    [quality]
+    clip_share = 0.5                 # clipped: more than half a window's samples at a rail
+    rails = [-2.5, 2.5]              # a float stream's range (integer formats: their own)
+    flat_ptp = 0.0                   # flat: peak-to-peak <= 0 over the window
+
 Keys left out keep their defaults (TOML has no null, so a None field is written by leaving it
 out). An unknown key is refused with a :class:`BiosigError` naming it.
 """
@@ -53,6 +61,7 @@ from biosig.ctg.config import CTG_FEATURE_NAMES, CTGConfig, check_ctg_feature_na
 from biosig.dsp.envelope import ENVELOPE_KINDS, window_samples
 from biosig.dsp.features import FEATURE_NAMES, check_feature_names
 from biosig.dsp.filters import FILTER_INITS
+from biosig.dsp.quality import QualityConfig
 from biosig.dsp.resample import rational_ratio
 from biosig.dsp.windows import window_lengths
 
@@ -320,7 +329,7 @@ class FeatureConfig(_ConfigMixin):
 
 
 _SECTIONS = {"preprocess": PreprocessConfig, "window": WindowConfig, "features": FeatureConfig,
-             "ctg": CTGConfig}
+             "ctg": CTGConfig, "quality": QualityConfig}
 
 
 @dataclass
@@ -343,6 +352,8 @@ class PipelineConfig:
         stream at another rate is refused. None: any rate.
     ctg : CTGConfig
         CTG cleaning/feature rules; used only when ``features`` are CTG features.
+    quality : QualityConfig
+        Per-window clipped/flat channel checks of the EMG chain (not used by the CTG chain).
     """
 
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
@@ -353,6 +364,7 @@ class PipelineConfig:
     channels: list[str] | None = None
     srate: float | None = None
     ctg: CTGConfig = field(default_factory=CTGConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
 
     def __post_init__(self):
         for name, kind in _SECTIONS.items():

@@ -142,7 +142,7 @@ def recording_dataset(recording: Recording, config: PipelineConfig, *, stream_na
     window_s = (round(config.window.length_s * fs_out) - 1) / fs_out
     labels, pure = single_label_windows(results.t_end, window_s, markers)
     keep = pure & (labels != "") & ~np.isin(labels.astype(str), list(exclude_labels))
-    keep &= ~results.flagged
+    keep &= ~results.unusable
     logger.info("%s: %d of %d windows have one label", name, int(keep.sum()), len(results))
     return FeatureDataset(
         X=results.features[keep],

@@ -7,6 +7,8 @@ sample received and each gap's length reported (``tests/test_lsl.py``,
 flagged without a model (``tests/test_pipeline.py``); recorders killed with SIGKILL
 (``tests/test_xdf.py``, ``tests/test_cli.py``); damaged ONNX files at the library level
 (``tests/test_inference.py``). Damaged files through the command line: ``tests/test_fuzz.py``.
+The clipped/flat window check in detail (rails, thresholds, chunking, rate changes):
+``tests/test_quality.py``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 import pylsl
 import pytest
 
+from biosig.dsp.quality import QUALITY_NONFINITE
 from biosig.inference import OnnxModel
 from biosig.io import read_recording
 from biosig.stream.inlet import JUMP_TOLERANCE_S, Inlet
@@ -124,7 +127,7 @@ def test_nan_inf_clipped_and_flat_channels_through_the_onnx_model():
     data[1000:1050, :] = np.nan  # a 0.25 s burst on every channel
     data[2000:2003, 3] = np.inf
     data[2003, 5] = -np.inf
-    data[3000:5000, 2] = np.clip(data[3000:5000, 2] * 8, -128, 127)  # a saturating channel
+    data[3000:5000, 2] = np.clip(data[3000:5000, 2] * 128, -128, 127)  # a saturating channel
     data[5000:7000, 4] = data[5000, 4]  # a channel stuck at one value (electrode off)
     bad = replace(stream, data=data, timestamps=stream.timestamps[start:start + data.shape[0]])
     sink = CollectSink()
@@ -140,17 +143,30 @@ def test_nan_inf_clipped_and_flat_channels_through_the_onnx_model():
     assert np.isfinite(live.posteriors).all()
     np.testing.assert_allclose(live.posteriors.sum(axis=1), 1.0, atol=1e-5)
     assert np.isfinite(live.features).all()
-    # Windows holding a non-finite sample are flagged, and only those.
+    # Windows holding a non-finite sample are flagged for it, and only those.
     t = bad.timestamps
     length = model.pipeline_config().window.length_s
     holds = np.zeros(len(live), dtype=bool)
     for i in (1000, 1049, 2000, 2003):
         holds |= (live.t_end >= t[i] - 1e-9) & (live.t_end - length < t[i] - 1e-9)
-    np.testing.assert_array_equal(live.flagged, holds)
-    # Saturating and stuck channels are classified (finitely) but have no flag of their own:
-    # whether the OOD score catches them depends on the model (docs/faults.md).
-    np.testing.assert_array_equal(live.predicted, offline.predicted)
-    np.testing.assert_array_equal(live.ood_flag, offline.ood_flag)
+    np.testing.assert_array_equal((live.quality & QUALITY_NONFINITE) > 0, holds)
+    # The saturating channel is flagged where more than half a window's samples sit at the
+    # int8 rails, the stuck one where a window lies inside its stretch; each names its channel.
+    ends = np.searchsorted(t, live.t_end)
+    starts = ends - int(round(length * SRATE)) + 1
+    at_rail = np.r_[0, np.cumsum((data[:, 2] <= -128) | (data[:, 2] >= 127))]
+    clipped = (at_rail[ends + 1] - at_rail[starts]) > 0.5 * (ends + 1 - starts)
+    stuck = (starts >= 5000) & (ends < 7000)
+    assert clipped.sum() == 199 and stuck.sum() == 197  # windows 299-497 and 500-696
+    np.testing.assert_array_equal(live.clipped, np.outer(clipped, np.arange(8) == 2))
+    np.testing.assert_array_equal(live.flat, np.outer(stuck, np.arange(8) == 4))
+    np.testing.assert_array_equal(live.flagged, holds | clipped | stuck)
+    assert pipeline.stats.windows_flagged == int((holds | clipped | stuck).sum())
+    assert (pipeline.stats.windows_clipped, pipeline.stats.windows_flat) == (clipped.sum(), 197)
+    assert live.flag_reasons(int(np.argmax(stuck))) == [f"flat:{bad.channel_labels[4]}"]
+    # Live (random chunks) and offline (one call) agree on every flag and decision.
+    for name in ("flagged", "quality", "clipped", "flat", "predicted", "ood_flag"):
+        np.testing.assert_array_equal(getattr(live, name), getattr(offline, name))
 
 
 # -- untrusted inputs ------------------------------------------------------------------------------

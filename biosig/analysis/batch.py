@@ -118,6 +118,12 @@ class RecordingFailure:
 # Models already opened in this process (a pool worker or Dask worker analyses many recordings).
 _MODELS: dict = {}
 
+#: Windows per onnxruntime call. Small batches keep the graph's intermediate arrays in the CPU
+#: caches: on one thread the bundled JSU network runs ~1.4x faster in batches of 256 than of
+#: 4096 or more (benchmarks/offline_throughput.py); the feature stage still hands over
+#: ``batch_windows`` windows at a time.
+ONNX_BATCH = 256
+
 
 def load_model(model_path, settings: ModelSettings):
     """An :class:`~biosig.inference.OnnxModel`, opened once per process and settings."""
@@ -126,8 +132,7 @@ def load_model(model_path, settings: ModelSettings):
     path = Path(model_path)
     key = (str(path.resolve()), path.stat().st_mtime_ns, repr(settings.model_kwargs()))
     if key not in _MODELS:
-        _MODELS[key] = OnnxModel(path, batch_size=max(settings.batch_windows, 1),
-                                 **settings.model_kwargs())
+        _MODELS[key] = OnnxModel(path, batch_size=ONNX_BATCH, **settings.model_kwargs())
     return _MODELS[key]
 
 
@@ -194,7 +199,7 @@ def results_table(results, labels=None):
     -------
     pyarrow.Table
         Columns ``t_end`` (s, the window's last sample), ``flagged`` (the window held
-        non-finite samples), ``label`` (string, null where unknown), ``p(<class>)`` per class,
+        non-finite samples, a clipped or a flat channel), ``label`` (string, null where unknown), ``p(<class>)`` per class,
         ``entropy`` (nats), ``decision`` (class name, null where none), ``rejected``,
         ``ood_score``, ``ood`` (above the model's threshold), then one column per feature
         (``<feature>:<channel>``).
@@ -252,7 +257,8 @@ def analyze_recording(task: RecordingTask, progress=None) -> RecordingResult:
     recording = read_recording(task.path)
     stream = model.check_recording(recording)
     config = model.pipeline_config()
-    processor = StreamProcessor(config, stream.srate, stream.channel_labels, model)
+    processor = StreamProcessor(config, stream.srate, stream.channel_labels, model,
+                                channel_format=stream.channel_format)
     n_chunk = chunk_samples(config, stream.srate, task.settings.batch_windows)
     results = run_windows(processor, stream, n_chunk, progress)
     if len(results) == 0:

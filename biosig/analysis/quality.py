@@ -7,7 +7,9 @@ alone, so it means the same for an EMG armband and a CTG monitor.
   before filtering and flags the windows that held them.
 - **Clipping share**: samples held at the channel's extreme value. For integer data
   (``channel_format`` int8 … int64) the extreme is the format's rail (e.g. -128 and 127 for the
-  Myo armband's int8), where every sample counts. For float data the rail is unknown, so the
+  Myo armband's int8), where every finite sample counts: the rule the live per-window check
+  uses (:func:`biosig.dsp.quality.at_rails`, which flags a window when more than a share of
+  its samples are at a rail). For float data the rail is unknown, so the
   observed minimum and maximum count, but only in runs of at least ``min_run`` equal samples
   (a natural peak is a single sample; a saturated amplifier holds its value). A run of zeros is
   not clipping: that is a lost signal (e.g. CTG FHR = 0), which the flat share counts.
@@ -24,12 +26,11 @@ import warnings
 
 import numpy as np
 
+from biosig.dsp.quality import at_rails, integer_rails
 from biosig.io.recording import Stream
 
 #: Fewest samples in a flat-test block.
 MIN_BLOCK = 16
-#: Integer channel formats whose rails are known.
-_INTEGER_FORMATS = {"int8": np.int8, "int16": np.int16, "int32": np.int32, "int64": np.int64}
 
 
 def nonfinite_share(data: np.ndarray) -> np.ndarray:
@@ -66,9 +67,9 @@ def clipping_share(data: np.ndarray, channel_format: str = "double64", min_run: 
     out = np.zeros(n_channels)
     if n == 0:
         return out
-    if channel_format in _INTEGER_FORMATS:
-        info = np.iinfo(_INTEGER_FORMATS[channel_format])
-        return np.mean((data <= info.min) | (data >= info.max), axis=0)
+    rails = integer_rails(channel_format)
+    if rails is not None:
+        return np.mean(at_rails(data, *rails), axis=0)
     for ch in range(n_channels):
         x = data[:, ch]
         finite = np.isfinite(x)

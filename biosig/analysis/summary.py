@@ -3,7 +3,8 @@
 A summary is a JSON-ready dict (written as ``recordings/<name>/summary.json``):
 
 - ``stream``: the signal analysed (name, type, rate, channels the model used, duration);
-- ``n_windows``, ``n_flagged`` (windows that held non-finite samples);
+- ``n_windows``, ``n_flagged`` (windows flagged: non-finite samples, a clipped or a flat channel;
+  for CTG, too little valid FHR);
 - ``class_shares``: share of windows decided for each class, and ``no_decision_share``;
 - ``timeline``: the class time line, runs of equal decisions ``[t_first, t_last, class]``
   (``t`` = end time of the run's first and last window, s; class null = no decision);
@@ -74,7 +75,7 @@ def label_metrics(results, labels, class_names) -> dict | None:
     known = np.array([lab is not None for lab in labels])
     in_classes = np.isin(np.asarray(labels, dtype=object).astype(str), class_names)
     finite = np.isfinite(results.posteriors).all(axis=1)
-    keep = known & in_classes & finite & ~results.flagged
+    keep = known & in_classes & finite & ~results.unusable
     out = {
         "labelled_windows": int(known.sum()),
         "evaluated_windows": int(keep.sum()),

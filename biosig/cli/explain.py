@@ -93,7 +93,7 @@ def load_windows(model, paths, *, progress: bool = True) -> tuple[np.ndarray, np
             labels.append(np.asarray(part.y, dtype=str))
         else:
             results = process_recording(stream, config)
-            keep = ~results.flagged
+            keep = ~results.unusable
             features.append(results.features[keep])
             labels.append(np.full(int(keep.sum()), "", dtype=object).astype(str))
     X, y = np.vstack(features), np.concatenate(labels)

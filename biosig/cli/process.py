@@ -13,7 +13,7 @@ logger = logging.getLogger(__name__)
 DESCRIPTION = """\
 Run biosig's streaming pipeline (filters, envelopes, windows, features) and write one row per
 window to a CSV file: t_end (timestamp of the window's last sample, s), flagged (window held
-non-finite samples), label (from the recording's markers, when it has them) and the features
+non-finite samples, or a clipped or flat channel; the column 'quality' says which), label (from the recording's markers, when it has them) and the features
 ("<feature>:<channel>").
 
 On a file, the pipeline runs offline in one pass; the results are identical to what the live
@@ -115,7 +115,8 @@ def _run_file(args, out: Path) -> int:
         f"-> {out}"
     )
     if results.flagged.any():
-        print(f"{int(results.flagged.sum())} windows held non-finite samples (column 'flagged')")
+        print(f"{int(results.flagged.sum())} windows flagged: non-finite samples, clipped or flat "
+              f"channels (columns 'flagged', 'quality')")
     return 0
 
 

@@ -6,7 +6,8 @@ Processing order for one chunk (see also ``docs/pipeline.md``):
 2. the processing thread takes it, picks the configured channels, replaces non-finite samples
    (counted), filters and smooths it with carried filter state (:class:`~biosig.dsp.Preprocessor`);
 3. every window completed by this chunk is found (ring buffer of per-hop block sums);
-4. its features are formed from those sums in one vectorised call;
+4. its features are formed from those sums in one vectorised call, and the raw samples of the
+   same windows are checked for clipped and flat channels (:mod:`biosig.dsp.quality`; EMG only);
 5. the classifier (if any) turns features into posteriors, unless the windows are stale; one
    with ``infer`` (an :class:`~biosig.inference.OnnxModel`) also gives OOD scores and flags,
    rejections and smoothed decisions;
@@ -30,6 +31,13 @@ import numpy as np
 from biosig._checks import BiosigError, check_positive
 from biosig.config import PipelineConfig
 from biosig.dsp import FeatureChain, FeatureExtractor, Preprocessor, WindowFeatures
+from biosig.dsp.quality import (
+    QUALITY_CLIPPED,
+    QUALITY_FLAT,
+    QUALITY_NONFINITE,
+    WindowQuality,
+    rate_ratio,
+)
 from biosig.io.recording import Stream
 from biosig.stream.results import WindowResults
 
@@ -67,9 +75,18 @@ class StreamProcessor:
         instead and the results carry the OOD and rejection columns. A classifier with
         ``check_stream(srate, channel_labels)`` is asked to accept the stream first, and one
         with ``feature_names`` must name exactly the features this pipeline computes.
+    channel_format : str or None
+        The stream's value format (``"int8"`` ...). An integer format's rails are where the
+        quality check counts clipped samples, unless ``config.quality.rails`` is set.
+
+    Attributes
+    ----------
+    quality : WindowQuality or None
+        The per-window clipped/flat check (None for the CTG chain, or with both checks off).
     """
 
-    def __init__(self, config: PipelineConfig, srate: float, channel_labels, classifier=None):
+    def __init__(self, config: PipelineConfig, srate: float, channel_labels, classifier=None,
+                 *, channel_format: str | None = None):
         self.config = config
         self.srate = check_positive(srate, "sampling rate")
         if config.srate is not None and abs(self.srate - config.srate) > 1e-6 * config.srate:
@@ -83,6 +100,8 @@ class StreamProcessor:
         self.channel_index = select_channels(channel_labels, config.channels)
         self.channel_labels = [list(channel_labels)[i] for i in self.channel_index]
         n_channels = len(self.channel_index)
+        self.quality = None
+        self._reports_quality = not config.features.is_ctg  # the CTG chain has its own rules
         if config.features.is_ctg:
             # CTG FIGO features: their own streaming chain (loss, artefacts, events), same
             # FeatureBatch out; it keeps events and baseline for displays (chain.snapshot()).
@@ -105,6 +124,7 @@ class StreamProcessor:
                 WindowFeatures(self.extractor, self.preprocessor.fs_out, config.window.length_s,
                                config.window.hop_s),
             )
+            self.quality = _quality_check(config, self.srate, n_channels, channel_format)
         self.classifier = classifier
         self.class_names = [str(c) for c in getattr(classifier, "classes_", [])]
         self._infers = callable(getattr(classifier, "infer", None))
@@ -124,6 +144,8 @@ class StreamProcessor:
     def reset(self) -> None:
         """Forget all carried state (filters, partial windows, decision smoothing)."""
         self.chain.reset()
+        if self.quality is not None:
+            self.quality.reset()
         if callable(getattr(self.classifier, "reset", None)):
             self.classifier.reset()
 
@@ -147,6 +169,8 @@ class StreamProcessor:
             )
         if len(self.channel_index) != data.shape[1]:
             data = data[:, self.channel_index]
+        # The quality check reads the raw samples, before the chain repairs and filters them.
+        checked = self.quality.push(data) if self.quality is not None else None
         batch = self.chain.push(data, np.asarray(timestamps, dtype=np.float64))
         features = batch.features
         results = WindowResults(
@@ -156,9 +180,35 @@ class StreamProcessor:
             feature_names=self.feature_names,
             class_names=self.class_names,
         )
+        if self._reports_quality:
+            self._add_quality(results, checked)
         if self.classifier is not None:
             self._classify(results, features, classify)
         return results
+
+    def _add_quality(self, results: WindowResults, checked) -> None:
+        """Fill the quality columns of ``results`` and flag clipped and flat windows."""
+        n = len(results)
+        results.channel_labels = self.channel_labels
+        if checked is None:  # both checks off
+            clipped = flat = np.zeros((n, len(self.channel_labels)), dtype=bool)
+        else:
+            if checked.n_windows != n:  # both cut the same windows; a mismatch is a bug
+                raise RuntimeError(
+                    f"quality check found {checked.n_windows} windows, the features {n}"
+                )
+            clipped, flat = checked.clipped, checked.flat
+        results.clipped, results.flat = clipped, flat
+        if not n:  # most live chunks: nothing to allocate
+            results.quality = _NO_QUALITY
+            return
+        quality = np.multiply(results.flagged, QUALITY_NONFINITE, dtype=np.uint8)
+        if clipped.any():
+            quality[clipped.any(axis=1)] |= QUALITY_CLIPPED
+        if flat.any():
+            quality[flat.any(axis=1)] |= QUALITY_FLAT
+        results.quality = quality
+        results.flagged = quality != 0
 
     def _classify(self, results: WindowResults, features, classify: bool) -> None:
         """Fill the inference slot of ``results`` (NaN / no decision where skipped)."""
@@ -182,6 +232,22 @@ class StreamProcessor:
             results.decision[:] = inference.predicted
         else:
             results.posteriors[:] = self.classifier.predict_proba(features)
+
+
+#: The quality bits of a batch without windows (shared, read-only).
+_NO_QUALITY = np.zeros(0, dtype=np.uint8)
+_NO_QUALITY.setflags(write=False)
+
+
+def _quality_check(config: PipelineConfig, srate: float, n_channels: int,
+                   channel_format) -> WindowQuality | None:
+    """The clipped/flat check for the EMG chain's windows, or None when both checks are off."""
+    quality = config.quality
+    if not (quality.flat or quality.clipping):
+        return None
+    up, down = rate_ratio(srate, config.preprocess.resample_hz, config.preprocess.decimate)
+    return WindowQuality(quality, srate, n_channels, config.window.length_s, config.window.hop_s,
+                         channel_format=channel_format, up=up, down=down)
 
 
 def _check_classifier_features(classifier, feature_names) -> None:
@@ -211,7 +277,8 @@ def process_recording(stream: Stream, config: PipelineConfig | None = None, clas
     any chunking.
     """
     config = config or _default_config(stream.srate, stream.type, classifier)
-    processor = StreamProcessor(config, stream.srate, stream.channel_labels, classifier)
+    processor = StreamProcessor(config, stream.srate, stream.channel_labels, classifier,
+                                channel_format=stream.channel_format)
     return processor.process(stream.data, stream.timestamps)
 
 
@@ -224,7 +291,11 @@ def _default_config(srate: float, stream_type, classifier) -> PipelineConfig:
 
 @dataclass
 class PipelineStats:
-    """Counters of a running pipeline; read them from any thread."""
+    """Counters of a running pipeline; read them from any thread.
+
+    ``windows_flagged`` counts windows flagged for any reason; ``windows_clipped`` and
+    ``windows_flat`` those with a clipped / flat channel (:mod:`biosig.dsp.quality`).
+    """
 
     chunks_in: int = 0
     samples_in: int = 0
@@ -233,6 +304,8 @@ class PipelineStats:
     windows: int = 0
     windows_skipped: int = 0
     windows_flagged: int = 0
+    windows_clipped: int = 0
+    windows_flat: int = 0
     windows_ood: int = 0
     windows_rejected: int = 0
     nonfinite_samples: int = 0
@@ -303,7 +376,8 @@ class Pipeline:
                 self.config = PipelineConfig.for_rate(
                     self.source.srate, modality if modality.lower() == "ctg" else "EMG")
         self.processor = StreamProcessor(
-            self.config, self.source.srate, self.source.channel_labels, self.classifier
+            self.config, self.source.srate, self.source.channel_labels, self.classifier,
+            channel_format=_source_channel_format(self.source),
         )
         self._queue: queue.Queue = queue.Queue(maxsize=self.max_queue_chunks)
         self._stop = threading.Event()
@@ -413,6 +487,9 @@ class Pipeline:
         results.latency_s[:] = time.perf_counter() - arrived
         self.stats.windows += len(results)
         self.stats.windows_flagged += int(results.flagged.sum())
+        if results.quality is not None:
+            self.stats.windows_clipped += int(np.count_nonzero(results.quality & QUALITY_CLIPPED))
+            self.stats.windows_flat += int(np.count_nonzero(results.quality & QUALITY_FLAT))
         self.stats.windows_skipped += int(results.skipped.sum())
         if results.has_ood:
             self.stats.windows_ood += int(results.ood_flag.sum())
@@ -428,6 +505,12 @@ class Pipeline:
     def __repr__(self) -> str:
         state = "ON" if self.running else "OFF"
         return f"<Pipeline | {state} | {self.source!r} | {self.stats.windows} windows>"
+
+
+def _source_channel_format(source) -> str | None:
+    """The value format of a source's stream (a recording's or an inlet's), if it has one."""
+    described = getattr(source, "stream", None) or getattr(source, "inlet", None)
+    return getattr(described, "channel_format", None)
 
 
 class CollectSink:

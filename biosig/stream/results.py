@@ -3,6 +3,11 @@
 A classifier with ``infer(X)`` (:class:`biosig.inference.OnnxModel`) also fills the
 out-of-distribution score and flag, the rejection flag and the decision after rejection and
 smoothing; a plain ``predict_proba`` classifier leaves those None.
+
+The EMG pipeline also says why a window is flagged: :attr:`WindowResults.quality` (bits
+:data:`~biosig.dsp.quality.QUALITY_NONFINITE`, ``QUALITY_CLIPPED``, ``QUALITY_FLAT``) and, per
+channel, :attr:`WindowResults.clipped` and :attr:`WindowResults.flat` (see
+:mod:`biosig.dsp.quality`). The CTG chain leaves them None.
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from biosig.dsp.quality import QUALITY_NONFINITE
 
 
 @dataclass
@@ -23,7 +30,8 @@ class WindowResults:
     features : ndarray, shape (n_windows, n_features)
         Feature vectors, named by ``feature_names``.
     flagged : ndarray of bool, shape (n_windows,)
-        True where the window contained non-finite input samples (replaced before filtering).
+        True where the window contained non-finite input samples (replaced before filtering)
+        or, on the EMG chain, a clipped or flat channel (:attr:`quality` says which).
     feature_names : list of str
         Stable feature names, ``"<feature>:<channel>"``.
     posteriors : ndarray, shape (n_windows, n_classes), or None
@@ -44,6 +52,14 @@ class WindowResults:
     decision : ndarray of int64, shape (n_windows,), or None
         The classifier's decision after rejection and smoothing (-1: none). None: the decision
         is the most probable class (see :attr:`predicted`).
+    quality : ndarray of uint8, shape (n_windows,), or None
+        Why a window is flagged, as bits: 1 non-finite input, 2 a clipped channel, 4 a flat
+        channel (0: clean). None where not checked (the CTG chain).
+    clipped, flat : ndarray of bool, shape (n_windows, n_channels), or None
+        Which channels were clipped / flat in each window (:mod:`biosig.dsp.quality`);
+        columns named by :attr:`channel_labels`. None where not checked.
+    channel_labels : list of str
+        The pipeline's channels, in the column order of :attr:`clipped` and :attr:`flat`.
     """
 
     t_end: np.ndarray
@@ -58,6 +74,10 @@ class WindowResults:
     ood_flag: np.ndarray | None = None
     rejected: np.ndarray | None = None
     decision: np.ndarray | None = None
+    quality: np.ndarray | None = None
+    clipped: np.ndarray | None = None
+    flat: np.ndarray | None = None
+    channel_labels: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         n = len(self.t_end)
@@ -81,6 +101,28 @@ class WindowResults:
     def has_ood(self) -> bool:
         """True if the classifier filled ``ood_score``, ``ood_flag`` and ``rejected``."""
         return self.ood_score is not None
+
+    @property
+    def unusable(self) -> np.ndarray:
+        """Windows whose features cannot be used to train or score a model: non-finite input
+        (EMG) or too little valid signal (CTG; its chain flags only those). Clipped and flat
+        windows are flagged but usable: their features are finite, and a saturating strong
+        contraction is still that gesture."""
+        if self.quality is None:
+            return self.flagged
+        return (self.quality & QUALITY_NONFINITE) != 0
+
+    def flag_reasons(self, i: int) -> list[str]:
+        """Why window ``i`` is flagged: ``"nonfinite"``, ``"clipped:<channel>"``,
+        ``"flat:<channel>"`` (empty for a clean window or one that was not checked)."""
+        if self.quality is None:
+            return ["nonfinite"] if self.flagged[i] else []
+        reasons = ["nonfinite"] if self.quality[i] & QUALITY_NONFINITE else []
+        for name, per_channel in (("clipped", self.clipped), ("flat", self.flat)):
+            if per_channel is not None:
+                reasons += [f"{name}:{self.channel_labels[j]}"
+                            for j in np.flatnonzero(per_channel[i])]
+        return reasons
 
     @property
     def predicted(self) -> np.ndarray | None:
@@ -129,6 +171,10 @@ class WindowResults:
             ood_flag=_concat_optional(parts, "ood_flag", n_each, False, bool),
             rejected=_concat_optional(parts, "rejected", n_each, False, bool),
             decision=_concat_decisions(parts),
+            quality=_concat_optional(parts, "quality", n_each, 0, np.uint8),
+            clipped=_concat_per_channel(parts, "clipped", n_each),
+            flat=_concat_per_channel(parts, "flat", n_each),
+            channel_labels=next((list(p.channel_labels) for p in parts if p.channel_labels), []),
         )
 
 
@@ -139,6 +185,18 @@ def _concat_optional(parts, name: str, n_each, fill, dtype) -> np.ndarray | None
         return None
     return np.concatenate([
         np.full(n, fill, dtype=dtype) if a is None else np.asarray(a, dtype=dtype)
+        for a, n in zip(arrays, n_each)
+    ])
+
+
+def _concat_per_channel(parts, name: str, n_each) -> np.ndarray | None:
+    """Join an optional (n_windows, n_channels) bool array; False rows for parts without."""
+    arrays = [getattr(p, name) for p in parts]
+    width = next((a.shape[1] for a in arrays if a is not None), None)
+    if width is None:
+        return None
+    return np.concatenate([
+        np.zeros((n, width), dtype=bool) if a is None else np.asarray(a, dtype=bool)
         for a, n in zip(arrays, n_each)
     ])
 

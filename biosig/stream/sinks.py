@@ -17,15 +17,20 @@ logger = logging.getLogger(__name__)
 
 #: Columns written after ``skipped`` when the classifier gives OOD scores and rejections.
 OOD_COLUMNS = ["ood_score", "ood", "rejected"]
+#: Columns written after the features when the windows' quality was checked (EMG chain).
+QUALITY_COLUMNS = ["quality", "clipped", "flat"]
 
 
 def result_columns(feature_names, class_names, with_label: bool = False,
-                   with_ood: bool = False) -> list[str]:
+                   with_ood: bool = False, with_quality: bool = False) -> list[str]:
     """Column names of a results table, in the order :func:`result_rows` writes them.
 
     ``predicted`` is the decided class name (empty where skipped or rejected); with
     ``with_ood``, ``ood_score`` (the model's score), ``ood`` (1 above its threshold) and
-    ``rejected`` (1: no decision) follow ``skipped``.
+    ``rejected`` (1: no decision) follow ``skipped``. With ``with_quality``, three columns
+    follow the features: ``quality`` (why the window is flagged, as bits: 1 non-finite input,
+    2 a clipped channel, 4 a flat channel), ``clipped`` and ``flat`` (the channels concerned,
+    labels joined by ``;``, empty when none).
     """
     columns = ["t_end", "flagged"]
     if with_label:
@@ -34,12 +39,13 @@ def result_columns(feature_names, class_names, with_label: bool = False,
         columns += [f"p({c})" for c in class_names] + ["entropy", "predicted", "skipped"]
         if with_ood:
             columns += OOD_COLUMNS
-    return columns + list(feature_names)
+    columns += list(feature_names)
+    return columns + QUALITY_COLUMNS if with_quality else columns
 
 
 def _columns_for(results: WindowResults, with_label: bool = False) -> list[str]:
     return result_columns(results.feature_names, results.class_names, with_label,
-                          results.has_ood)
+                          results.has_ood, results.quality is not None)
 
 
 def result_rows(results: WindowResults, labels=None):
@@ -60,7 +66,17 @@ def result_rows(results: WindowResults, labels=None):
                 row += [repr(float(results.ood_score[i])), int(results.ood_flag[i]),
                         int(results.rejected[i])]
         row += [repr(float(v)) for v in results.features[i]]
+        if results.quality is not None:
+            row += [int(results.quality[i]), _channels_at(results, results.clipped, i),
+                    _channels_at(results, results.flat, i)]
         yield row
+
+
+def _channels_at(results: WindowResults, per_channel, i: int) -> str:
+    """Labels of the channels marked in row ``i`` of ``per_channel``, joined by ``;``."""
+    if per_channel is None or not per_channel[i].any():
+        return ""
+    return ";".join(results.channel_labels[j] for j in np.flatnonzero(per_channel[i]))
 
 
 class CSVSink:
@@ -135,6 +151,8 @@ class LSLResultsSink:
     One sample per classified window (skipped windows are not sent); see
     :class:`~biosig.stream.outlet.ResultsOutlet` for the channels. A rejected window is sent
     with ``predicted = -1`` and no label marker.
+    Why a window is flagged (:attr:`WindowResults.quality`) is not sent: the results stream
+    has no flag channel; the CSV sink and in-process sinks carry it.
 
     Parameters
     ----------
