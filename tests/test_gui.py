@@ -58,32 +58,52 @@ def feed(unique_name):
 
 def _posterior_points(win) -> int:
     panel = win._posteriors
-    if panel is None or panel.curves[0].xData is None:
-        return 0
-    return len(panel.curves[0].xData)
+    return 0 if panel is None else len(panel.traces.values())
 
 
-def test_posteriors_update_during_a_replay(window, qtbot):
+def test_posteriors_update_and_lanes_scroll_during_a_replay(window, qtbot):
     window.select_model(MODEL, restart=False)
+    window.scale_spin.setValue(400.0)  # a fixed lane scale: no rescale redraws while we look
+    window.scale_box.setCurrentIndex(1)
     window.start_replay(MYO, speed=2, start_s=60)
     qtbot.waitUntil(lambda: _posterior_points(window) > 5, timeout=10_000)
     first_points = _posterior_points(window)
-    first_end = window._posteriors.curves[0].xData[-1]
+    first_end = window._posteriors.traces.visible_x()[-1]
     first_t = window.session.results.snapshot()["t_end"][-1]
     qtbot.waitUntil(lambda: window.session.results.snapshot()["t_end"][-1] > first_t + 0.5,
                     timeout=5_000)
     qtbot.wait(100)  # a frame or two
     assert _posterior_points(window) > first_points
-    y = np.column_stack([c.yData for c in window._posteriors.curves])
+    y = window._posteriors.traces.values()
     finite = np.isfinite(y).all(axis=1)
+    assert finite.sum() > 5
     np.testing.assert_allclose(y[finite].sum(axis=1), 1.0, atol=1e-4)  # one distribution per window
-    assert window._posteriors.curves[0].xData[-1] <= 0 and first_end <= 0  # seconds before now
+    x = window._posteriors.traces.visible_x()
+    assert -window.view_s < x[0] < x[-1] <= 0 and first_end <= 0  # seconds before now
     # The decision shows the model card's class label (the bundled Myo model names its gestures).
     labels = OnnxModel(MODEL).card["class_labels"]
     assert window.decision_label.text() in [*labels, "uncertain"]
     assert "nats" in window.decision_detail.text()
     assert "200 Hz nominal" in window.rate_label.text()
     assert "latency p50" in window.latency_label.text()
+    # Signal lanes: full segments are drawn once into pixmaps that then only move; the newest
+    # bins (the open segment) are the only path re-set per frame.
+    trace, group = window._signal.traces[0], window._signal.groups[0]
+    qtbot.waitUntil(lambda: len(trace._closed) >= 3, timeout=5_000)
+    frozen = trace._closed[-1]
+    key, pos, redraws = frozen.pixmap.pixmap().cacheKey(), group.pos().x(), trace.redraws
+    assert not frozen.pixmap.pixmap().isNull() and frozen.pixmap.isVisible()
+    assert not any(curve.isVisible() for curve in frozen.curves)
+    qtbot.wait(300)
+    assert group.pos().x() < pos  # scrolled left as time passed ...
+    assert frozen.pixmap.pixmap().cacheKey() == key  # ... without redrawing the frozen segment
+    assert trace.redraws > redraws  # while the open segment took the new bins
+    start, end = window._signal.visible_x_range()
+    assert -window.view_s <= start < end <= 0 and end > -1.0  # the newest bins are near "now"
+    # About one bin per pixel column: the 10 s view is not drawn at 400 samples/s.
+    width = window._signal.plots[0].getViewBox().width()
+    assert window.session.signal.bin_size >= 2 and trace.points() < 2 * width
+    assert window._signal.plots[0].getAxis("left")._tickLevels[0][0][1].endswith("±400")
 
 
 def test_picker_attaches_to_a_newly_started_outlet(window, qtbot, feed, unique_name):
@@ -104,10 +124,11 @@ def test_picker_attaches_to_a_newly_started_outlet(window, qtbot, feed, unique_n
     # CTG: one plot per channel with its unit, on the cardiotocograph's scales; no envelope.
     axes = [p.getAxis("left").labelText for p in window._signal.plots]
     assert axes == ["FHR (bpm)", "UC (nd)"]
-    assert window._signal.plots[0].viewRange()[1] == pytest.approx([50, 210])
+    low, high = window._signal.plots[0].viewRange()[1]
+    assert 40 < low <= 50 and 210 <= high < 220
     assert window._envelope is None and window._posteriors is None
     assert window.view_s == 1200  # 20 min view for CTG
-    assert window._signal.curves[0].xData is not None and len(window._signal.curves[0].xData) > 10
+    qtbot.waitUntil(lambda: window._signal.points() > 10, timeout=5_000)
 
 
 def test_disconnect_and_reconnect_are_shown(window, qtbot, feed, unique_name):
@@ -120,15 +141,42 @@ def test_disconnect_and_reconnect_are_shown(window, qtbot, feed, unique_name):
     qtbot.waitUntil(lambda: "LOST" in window.state_label.text(), timeout=5_000)
     qtbot.wait(100)
     assert window._signal._lost and window._signal.banner.isVisible()
-    assert all(c.opts["pen"].color().getRgb()[:3] == (170, 170, 170) for c in window._signal.curves)
-    assert window._signal.gaps[0].regions[0].isVisible()  # the outage, shaded up to now
+    assert all(pen.color().getRgb()[:3] == (170, 170, 170) for pen in window._signal.pens)
+    assert _open_pens(window._signal) == {(170, 170, 170)}
+    assert window._signal.gaps[0].visible  # the outage, shaded up to now
     assert "lost" in window.message_label.text()
     feed(speed=2, start_s=60)  # the same stream comes back
     qtbot.waitUntil(lambda: "RUNNING" in window.state_label.text(), timeout=8_000)
     qtbot.wait(100)
     assert not window._signal._lost and not window._signal.banner.isVisible()
-    assert window._signal.gaps[0].regions[0].isVisible()  # the gap stays marked in the view
+    assert (170, 170, 170) not in _open_pens(window._signal)
+    assert window._signal.gaps[0].visible  # the gap stays marked in the view
     assert "disconnects" in window.loss_label.text()
+
+
+def test_ctg_overlay_shows_the_events_of_a_real_replay(window, qtbot):
+    """CTU-UHB record 1001 at 300x: baseline, events and FIGO features drawn from the CTG chain."""
+    window.start_replay(CTG, speed=300, start_s=600)
+    qtbot.waitUntil(lambda: window._ctg is not None and len(window._ctg.shown_events) >= 4,
+                    timeout=15_000)
+    overlay, time_map = window._ctg, window._time_map
+    events = overlay.shown_events
+    kinds = {e.kind for e in events}
+    assert "contraction" in kinds and any("deceleration" in k for k in kinds), kinds
+    # Each event is a shaded span on its channel's plot, where its times map to.
+    on_fhr = [e for e in events if e.kind != "contraction"]
+    spans = overlay.fhr_spans.visible
+    assert len(spans) == len(on_fhr)
+    for event, span in zip(on_fhr, spans):
+        assert span.rect().left() == pytest.approx(time_map.x(event.t_start))
+        assert span.rect().width() == pytest.approx(time_map.x(event.t_end) - time_map.x(event.t_start))
+    assert len(overlay.uc_spans.visible) == len(events) - len(on_fhr)
+    assert "C" in overlay.visible_labels
+    assert any(label.startswith(("VD", "LD", "ED", "PD", "D")) for label in overlay.visible_labels)
+    assert overlay.baseline.path().elementCount() > 100
+    # The FIGO features of the latest window as the FHR plot's title.
+    title = overlay.fhr_plot.titleLabel.text
+    assert "FIGO" in title and "bpm" in title and "STV" in title and "contractions" in title
 
 
 def test_record_button_writes_a_readable_xdf(window, qtbot, feed, unique_name, tmp_path):
@@ -158,8 +206,8 @@ def test_cli_screenshot_headless(tmp_path):
     png = tmp_path / "window.png"
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
     done = subprocess.run(
-        [sys.executable, "-m", "biosig", "gui", "--screenshot", str(png), "--quit-after", "4",
-         "--no-explain", "--size", "1000x700"],
+        [sys.executable, "-m", "biosig", "gui", "--screenshot", str(png), "--quit-after", "2",
+         "--no-model", "--size", "1000x700"],
         env=env, capture_output=True, text=True, timeout=60,
     )
     assert done.returncode == 0, done.stderr[-2000:]
@@ -174,6 +222,13 @@ def test_cli_gui_user_errors(capsys, tmp_path):
     assert "model file not found" in capsys.readouterr().err
     assert main(["gui", "--screenshot", str(tmp_path / "x.jpg")]) == 2
     assert ".png" in capsys.readouterr().err
+
+
+def _open_pens(panel) -> set:
+    from PySide6 import QtWidgets
+
+    return {item.pen().color().getRgb()[:3] for item in panel.items
+            if isinstance(item, QtWidgets.QGraphicsPathItem)}
 
 
 def _contains():

@@ -27,6 +27,7 @@ from biosig.stream.pipeline import process_recording
 from conftest import RECORDINGS, REPO_ROOT
 
 MYO = RECORDINGS / "myo_12345-1.xdf"
+CTG = RECORDINGS / "ctu-uhb_1001.xdf"
 MODEL = REPO_ROOT / "models" / "myo-12345-jsu.onnx"
 
 
@@ -51,6 +52,57 @@ def test_signal_buffer_marks_a_gap_with_a_nan_row():
     times, values = buffer.snapshot()
     assert buffer.gap_rows == 1 and len(times) == 11
     assert np.isnan(values[5, 0]) and math.isclose(times[5], 0.05)
+
+
+def _blockwise(data, per_bin):
+    n = len(data) // per_bin * per_bin
+    blocks = data[:n].reshape(-1, per_bin, data.shape[1])
+    return blocks.min(axis=1), blocks.max(axis=1)
+
+
+def test_signal_buffer_bins_grow_incrementally_with_the_writes():
+    rng = np.random.default_rng(0)
+    t = np.arange(1000) * 0.01
+    data = rng.standard_normal((1000, 3)).astype(np.float32)
+    buffer = SignalBuffer(3, capacity=2000, period_s=0.01)
+    assert buffer.read_bins() is None  # no resolution asked for yet
+    buffer.write(data[:100], t[:100])
+    buffer.set_bin_size(7)  # bins of what is kept, then kept up to date by the writes
+    first = buffer.read_bins()
+    assert first.generation == buffer.generation and first.start == 0 and len(first) == 100 // 7
+    parts, since = [first], first.end
+    for start, stop in [(100, 103), (103, 500), (500, 501), (501, 1000)]:  # odd chunk sizes
+        buffer.write(data[start:stop], t[start:stop])
+        part = buffer.read_bins(since, first.generation)
+        assert part.start == since  # only the bins completed since the last read
+        parts.append(part)
+        since = part.end
+    low = np.concatenate([p.low for p in parts])
+    high = np.concatenate([p.high for p in parts])
+    want_low, want_high = _blockwise(data, 7)
+    np.testing.assert_array_equal(low, want_low)
+    np.testing.assert_array_equal(high, want_high)
+    np.testing.assert_allclose(np.concatenate([p.t_first for p in parts]), t[:994:7])
+    np.testing.assert_allclose(np.concatenate([p.t_last for p in parts]), t[6:1000:7])
+    t0, t1, part_low, part_high = parts[-1].partial  # 1000 = 142 * 7 + 6: a bin being filled
+    assert (t0, t1) == (t[994], t[999])
+    np.testing.assert_array_equal(part_low, data[994:].min(axis=0))
+    # A new resolution rebuilds the bins from the samples kept, under a new generation.
+    buffer.set_bin_size(10)
+    rebuilt = buffer.read_bins(since, first.generation)
+    assert rebuilt.generation == first.generation + 1 and rebuilt.start == 0
+    np.testing.assert_array_equal(rebuilt.high, _blockwise(data, 10)[1])
+
+
+def test_signal_buffer_bins_break_at_a_gap():
+    buffer = SignalBuffer(1, capacity=100, period_s=0.01)
+    buffer.set_bin_size(2)
+    buffer.write(np.ones((4, 1)), np.arange(4) * 0.01)
+    buffer.write(np.ones((4, 1)), 1.0 + np.arange(4) * 0.01)  # a gap: a NaN row, then 4 more
+    bins = buffer.read_bins()
+    assert len(bins) == 4 and bins.partial is not None  # 9 rows: 4 bins + 1 row
+    assert np.isnan(bins.low[2, 0]) and np.isnan(bins.high[2, 0])  # the line breaks there
+    assert np.isfinite(bins.low[[0, 1, 3], 0]).all()
 
 
 def test_minmax_decimate_keeps_peaks_and_gaps():
@@ -123,6 +175,47 @@ def test_session_follows_a_replay_through_loss_and_return(tmp_path, unique_name)
         session.stop()
         feed.stop()
     assert session.state == "stopped"
+
+
+def test_ctg_session_annotates_baseline_events_and_features(unique_name):
+    """A real CTU-UHB replay: the session copies the CTG chain's findings into its annotations,
+    the same ones an offline analysis of the samples it received finds."""
+    from biosig.ctg import EVENT_KINDS, analyse_stream
+    from biosig.io.recording import Stream
+
+    feed = ReplayFeed(CTG, start_s=600, speed=300, name=unique_name).start()
+    session = LiveSession(unique_name, history_s=7200, resolve_timeout=5)
+    try:
+        session.start()
+        assert session.ctg_channels == ("FHR", "UC")
+        assert wait_until(lambda: len(session.annotations.events()) >= 4, 15)
+        session.pipeline.stop()  # freeze the chain where it is
+        notes = session.annotations
+        events = notes.events()
+        t, data = session.signal.snapshot()
+    finally:
+        session.stop()
+        feed.stop()
+    assert {e.kind for e in events} <= set(EVENT_KINDS)
+    assert all(e.t_end > e.t_start and t[0] <= e.t_start for e in events)
+    assert any(e.kind == "contraction" for e in events)
+    channel, base_t, base_bpm = notes.traces()["baseline"]
+    assert channel == "FHR" and len(base_t) == len(base_bpm) > 100
+    finite = base_bpm[np.isfinite(base_bpm)]
+    assert len(finite) and 90 < finite.min() <= finite.max() < 190
+    t_end, figo = notes.readings()["figo"]
+    assert t_end <= t[-1] and figo["window_s"] == 600
+    assert {"baseline", "stv", "accelerations", "decelerations", "loss"} <= set(figo)
+    # The chain is chunking-invariant: the received samples, analysed in one go, give the
+    # same events as the live session found (those it had fixed when it stopped).
+    received = ~np.isnan(data).all(axis=1)  # not the buffer's gap rows: the chain never saw them
+    stream = Stream(name="CTG", type="CTG", data=data[received].astype(float), timestamps=t[received],
+                    srate=4.0, channel_labels=["FHR", "UC"])
+    offline = analyse_stream(stream)
+    live_events = [(e.kind, round(e.t_start, 6), round(e.t_end, 6)) for e in events]
+    offline_events = [(e.kind, round(e.t_start, 6), round(e.t_end, 6))
+                      for e in offline.snapshot.events]
+    assert live_events == offline_events[:len(live_events)]
 
 
 def test_session_reports_a_missing_stream(unique_name):

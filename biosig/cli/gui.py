@@ -22,7 +22,9 @@ def register(subparsers) -> None:
             "bundled Myo recording through the bundled Johnson SU model, as if a sensor were "
             "attached. Inside the window a stream picker (with a re-resolve button) and a "
             "model picker switch source and model; the record button writes the stream to a "
-            "new XDF file. Needs the GUI extra: pip install \"biosig[gui]\"."
+            "new XDF file. A CTG stream (FHR/UC) is shown on the cardiotocograph's scales with "
+            "the FHR baseline, accelerations, decelerations, contractions and the FIGO "
+            "features found by the CTG chain. Needs the GUI extra: pip install \"biosig[gui]\"."
         ),
     )
     source = parser.add_mutually_exclusive_group()

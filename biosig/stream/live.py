@@ -753,12 +753,15 @@ class LiveSession:
         Seconds :meth:`start` waits for the stream.
     explainer_options : dict or None
         Extra keyword arguments of the explainer service.
+    inference_threads : int or None
+        onnxruntime intra-op threads of a model given as a path (None: onnxruntime's default,
+        one per core).
     """
 
     def __init__(self, name=None, type=None, source_id=None, *, model=None, config=None,
                  history_s: float | None = None, explain: bool = True, time_scale: float = 1.0,
                  hop_s=None, reject_threshold=None, smoothing=None, resolve_timeout: float = 5.0,
-                 explainer_options=None):
+                 explainer_options=None, inference_threads: int | None = 1):
         self.name = name
         self.type = type
         self.source_id = source_id
@@ -772,6 +775,7 @@ class LiveSession:
         self.smoothing = smoothing
         self.resolve_timeout = resolve_timeout
         self.explainer_options = explainer_options
+        self.inference_threads = inference_threads
         self.signal: SignalBuffer | None = None
         self.envelope: SignalBuffer | None = None
         self.results = ResultsBuffer()
@@ -913,8 +917,11 @@ class LiveSession:
         else:
             from biosig.inference import OnnxModel
 
+            # One intra-op thread: a window per hop is too small to gain from more, and
+            # onnxruntime's default pool keeps its threads spinning between runs, taking a
+            # core from a viewer that draws at frame rate (see docs/gui.md).
             classifier = OnnxModel(model, reject_threshold=self.reject_threshold,
-                                   smoothing=self.smoothing)
+                                   smoothing=self.smoothing, threads=self.inference_threads)
         if classifier is not None:
             self.results.class_names = [str(c) for c in classifier.classes_]
         return classifier

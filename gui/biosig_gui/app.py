@@ -23,7 +23,8 @@ def make_app(headless: bool = False):
     import pyqtgraph as pg
     from PySide6 import QtWidgets
 
-    pg.setConfigOptions(background="w", foreground="k", antialias=False)
+    # Qt's raster engine, no anti-aliasing: see biosig_gui.plots for how frames stay cheap.
+    pg.setConfigOptions(background="w", foreground="k", antialias=False, useOpenGL=False)
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     app.setApplicationName("biosig")
     check_binding_refcounts()

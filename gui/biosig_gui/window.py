@@ -3,7 +3,9 @@
 Threads: the session's pipeline and explainer run on their own threads; connecting to a stream
 and listing streams run on helper threads; this window only reads their state from a
 ``QTimer`` (:meth:`MainWindow.refresh`) and draws it. Nothing here waits for the network or
-computes a feature.
+computes a feature. A frame reads the display bins completed since the previous one, scrolls
+the plots, and re-sets only what changed (see :mod:`biosig_gui.plots`); the side panel is
+refreshed at :data:`SIDE_EVERY_S`, the status bar at :data:`STATUS_EVERY_S`.
 """
 
 from __future__ import annotations
@@ -18,15 +20,18 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 import pylsl
-from PySide6 import QtCore, QtGui, QtWidgets
+from PySide6 import QtCore, QtWidgets
 
 from biosig._checks import BiosigError
 from biosig.stream.live import LiveSession, ReplayFeed, _modality
 
 from biosig_gui.plots import (
+    MARGIN,
+    CTGOverlay,
     ExplanationPanel,
     PosteriorPanel,
     SignalPanel,
+    TimeMap,
     UncertaintyPanel,
     channel_color,
     time_unit,
@@ -37,7 +42,7 @@ logger = logging.getLogger(__name__)
 #: Frame period of the display timer in ms (60 frames per second).
 FRAME_MS = 16
 #: Seconds between status bar refreshes.
-STATUS_EVERY_S = 0.25
+STATUS_EVERY_S = 0.5
 #: Seconds between refreshes of the decision and explanation panel.
 SIDE_EVERY_S = 0.1
 NO_MODEL = "(no model)"
@@ -109,7 +114,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self._query: dict = {}
         self._built_for = None  # the session the plots were built for
         self._signal = self._envelope = self._posteriors = self._uncertainty = None
-        self._explanation = None
+        self._explanation = self._ctg = None
+        self._time_map: TimeMap | None = None
+        self._results_key = None
+        self._results_seen = (-1, -math.inf)
         self._resolver: threading.Thread | None = None
         self._resolved: list | None = None
         self._frame_times: list[float] = []
@@ -124,6 +132,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._build_body()
         self._build_status_bar()
         self.timer = QtCore.QTimer(self)
+        # Precise: a coarse timer may fire up to 5 % late, i.e. below 60 frames per second.
+        self.timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
         self.timer.timeout.connect(self.refresh)
         self.timer.start(self.options.frame_ms)
 
@@ -213,6 +223,7 @@ class MainWindow(QtWidgets.QMainWindow):
         side_layout.setContentsMargins(4, 4, 4, 4)
         self.decision_label = QtWidgets.QLabel("–")
         self.decision_label.setAlignment(QtCore.Qt.AlignCenter)
+        self.decision_label.setTextFormat(QtCore.Qt.PlainText)  # class names are not markup
         font = self.decision_label.font()
         font.setPointSize(30)
         font.setBold(True)
@@ -424,7 +435,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.scale_spin.setEnabled(fixed)
         for panel in (self._signal,):
             if panel is not None:
-                panel.fixed_scale = self.scale_spin.value() if fixed else None
+                panel.set_fixed_scale(self.scale_spin.value() if fixed else None)
 
     def _on_hop_changed(self) -> None:
         self._hop_override = True
@@ -452,7 +463,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.plots.clear()
         self.explain_view.clear()
         self._signal = self._envelope = self._posteriors = self._uncertainty = None
-        self._explanation = None
+        self._explanation = self._ctg = None
+        self._time_map = None
+        self._results_key = None
         if self.view_s is None:
             self.view_s = 1200.0 if modality == "ctg" else 10.0
         self.view_spin.blockSignals(True)
@@ -465,6 +478,9 @@ class MainWindow(QtWidgets.QMainWindow):
         row = 0
         self._signal = SignalPanel(self.plots.ci, row, labels, units, title, "raw", modality)
         row += len(self._signal.plots)
+        if session.ctg_channels is not None:
+            self._ctg = self._ctg_overlay(session.ctg_channels, row)
+            row += 1
         if session.envelope is not None:
             pipeline_labels = session.pipeline.processor.channel_labels
             pipeline_units = [units[labels.index(c)] if c in labels else "" for c in pipeline_labels]
@@ -481,9 +497,10 @@ class MainWindow(QtWidgets.QMainWindow):
             row += 1
             if session.explainer is not None:
                 mean, std = _prior(classifier)
-                self._explanation = ExplanationPanel(self.explain_view.ci,
-                                                     list(classifier.feature_names), names,
-                                                     mean, std)
+                self._explanation = ExplanationPanel(
+                    self.explain_view.ci, list(classifier.feature_names), names, mean, std,
+                    class_keys=[str(c) for c in classifier.classes_])
+        self._set_row_stretch()
         all_plots = self._time_plots()
         for plot in all_plots[1:]:
             plot.setXLink(all_plots[0])
@@ -500,6 +517,41 @@ class MainWindow(QtWidgets.QMainWindow):
         self._built_for = session
         # Without a model there is nothing to decide or explain: the signals get the width.
         self.side_panel.setVisible(classifier is not None)
+
+    def _set_row_stretch(self) -> None:
+        """Stacked lanes and a CTG's FHR get more height than the per-window plots."""
+        layout = self.plots.ci.layout
+        for row in range(layout.rowCount()):
+            layout.setRowStretchFactor(row, 0)
+        weights = []
+        for panel, lanes_weight in ((self._signal, 3), (self._envelope, 2)):
+            if panel is not None:
+                for i, plot in enumerate(panel.plots):
+                    weight = lanes_weight + (panel.n > 16) if panel.lanes else 2
+                    if panel.modality == "ctg":
+                        weight = 3 if panel.labels[i].lower() == "fhr" else 2
+                    weights.append((plot, weight))
+        for panel in (self._posteriors, self._uncertainty):
+            if panel is not None:
+                weights.append((panel.plot, 2))
+        for plot, weight in weights:
+            for row in range(layout.rowCount()):
+                if layout.itemAt(row, 0) is plot:
+                    layout.setRowStretchFactor(row, weight)
+
+    def _ctg_overlay(self, channels, legend_row: int) -> CTGOverlay | None:
+        """Baseline, events and FIGO features over the FHR (and UC) plots."""
+        fhr, uc = channels
+        lowered = [label.lower() for label in self._signal.labels]
+        if self._signal.lanes or fhr.lower() not in lowered:
+            return None
+        i = lowered.index(fhr.lower())
+        j = lowered.index(uc.lower()) if uc is not None and uc.lower() in lowered else None
+        panel = self._signal
+        return CTGOverlay(panel.plots[i], panel.groups[i],
+                          None if j is None else panel.plots[j],
+                          None if j is None else panel.groups[j],
+                          layout=self.plots.ci, legend_row=legend_row)
 
     def _time_plots(self) -> list:
         plots = []
@@ -521,6 +573,9 @@ class MainWindow(QtWidgets.QMainWindow):
         plots[-1].setLabel("bottom", label)
         plots[0].setXRange(-self.view_s / divisor, 0, padding=0.0)
         self._axis = (divisor, self.view_s)
+        # Items sit at absolute x; a new map (new unit) makes every panel redraw once.
+        origin = self._time_map.origin if self._time_map is not None else pylsl.local_clock()
+        self._time_map = TimeMap(origin, scale, divisor)
 
     # -- the frame -----------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -550,42 +605,51 @@ class MainWindow(QtWidgets.QMainWindow):
     def _draw(self, session: LiveSession, state: str) -> None:
         if self._axis != (time_unit(self.view_s)[0], self.view_s):
             self._set_time_axis()
-        divisor = self._axis[0]
-        scale = session.time_scale
+        divisor, view_s = self._axis
+        time_map = self._time_map
         now = pylsl.local_clock()
-        since = now - self.view_s / scale - 0.5
-
-        def x_of(t):
-            return (t - now) * (scale / divisor)
-
-        width = max(200, int(self.plots.width()))
-        t, data = session.signal.snapshot(since)
-        self._signal.update(t, data, x_of, width)
+        since = now - view_s * (1 + MARGIN) / session.time_scale
+        clock = time.monotonic()
+        self._signal.update(session.signal, time_map, now, view_s, divisor, clock)
         if self._envelope is not None:
-            t_env, env = session.envelope.snapshot(since)
-            self._envelope.update(t_env, env, x_of, width)
+            self._envelope.update(session.envelope, time_map, now, view_s, divisor, clock)
         lost = state == "lost"
-        gaps = [(x_of(a), x_of(b)) for a, b in session.gaps(since)]
+        gaps = [(float(time_map.x(a)), float(time_map.x(b))) for a, b in session.gaps(since)]
         for panel in (self._signal, self._envelope):
             if panel is not None:
                 panel.set_lost(lost, "stream lost — waiting for it to come back")
                 panel.show_gaps(gaps)
                 if lost:
-                    panel.place_banner(-0.5 * self.view_s / divisor)
+                    panel.place_banner(-0.5 * view_s / divisor)
+        if self._ctg is not None:
+            self._ctg.update(session.annotations, time_map, since)
         if self._posteriors is not None:
-            self._draw_results(session, since, x_of)
+            self._draw_results(session, since, time_map, time_map.x_now(now))
 
-    def _draw_results(self, session, since: float, x_of) -> None:
-        snap = session.results.snapshot(since)
-        x = x_of(snap["t_end"])
-        self._posteriors.update(x, snap["posteriors"])
-        self._uncertainty.update(x, snap["entropy"], snap["ood"], snap["rejected"])
+    def _draw_results(self, session, since: float, time_map: TimeMap, x_now: float) -> None:
+        results = session.results
+        if self._results_key is not time_map:  # a new time axis: draw the view again
+            self._results_key = time_map
+            self._results_seen = (-1, -math.inf)
+            self._posteriors.traces.reset()
+            self._uncertainty.traces.reset()
+        total, last_t = self._results_seen
+        if results.total != total:  # new windows: add them
+            snap = results.snapshot(max(since, float(np.nextafter(last_t, math.inf))))
+            if len(snap["t_end"]):
+                x = time_map.x(snap["t_end"])
+                self._posteriors.append(x, snap["posteriors"])
+                self._uncertainty.append(x, snap["entropy"], snap["ood"], snap["rejected"])
+                last_t = float(snap["t_end"][-1])
+            self._results_seen = (results.total, last_t)
+        x_min = x_now - self._axis[1] * (1 + MARGIN) / self._axis[0]
+        self._posteriors.traces.scroll(x_now, x_min)
+        self._uncertainty.traces.scroll(x_now, x_min)
         # The side panel (decision, explanations) changes at window rate, not frame rate.
         now = time.monotonic()
         if now < self._next_side:
             return
         self._next_side = now + SIDE_EVERY_S
-        results = session.results
         names = self._posteriors.class_names
         if results.latest_posteriors is not None:
             self._show_decision(results, names)
@@ -593,13 +657,16 @@ class MainWindow(QtWidgets.QMainWindow):
             latest = session.latest_explanations()
             self._explanation.update_mi(latest.get("mi"))
             decided = results.latest_decision
-            if decided < 0 and results.latest_posteriors is not None:
-                decided = int(np.nanargmax(results.latest_posteriors))
+            latest_p = results.latest_posteriors
+            if decided < 0 and latest_p is not None and np.isfinite(latest_p).any():
+                decided = int(np.nanargmax(latest_p))
             self._explanation.update_prototype(latest.get("prototypes"), decided,
                                                results.latest_features)
 
     def _show_decision(self, results, names) -> None:
         p = results.latest_posteriors
+        if not np.isfinite(p).any():
+            return  # a stale window, left unclassified: keep the last decision shown
         best = int(np.nanargmax(p))
         entropy = float(-np.nansum(p * np.log(np.clip(p, 1e-300, 1))))
         if results.latest_rejected or results.latest_decision < 0:
@@ -627,20 +694,23 @@ class MainWindow(QtWidgets.QMainWindow):
     def _update_status(self, session, state: str) -> None:
         colors = {"running": "green", "lost": "red", "connecting": "darkorange", "error": "red"}
         recording = session is not None and session.recorder is not None
-        self.state_label.setText(f"● {state.upper()}" + ("  REC" if recording else ""))
-        self.state_label.setStyleSheet(f"color: {colors.get(state, 'gray')}; font-weight: bold")
-        self.fps_label.setText(f"{self.fps():.0f} fps")
+        _set_text(self.state_label, f"● {state.upper()}" + ("  REC" if recording else ""))
+        style = f"color: {colors.get(state, 'gray')}; font-weight: bold"
+        if self.state_label.styleSheet() != style:
+            self.state_label.setStyleSheet(style)
+        _set_text(self.fps_label, f"{self.fps():.0f} fps")
         if session is None:
             return
         s = session.status()
         if s.stream:
-            self.stream_label.setText(f"{s.stream} @ {s.host}")
-            self.rate_label.setText(f"{s.nominal_rate:g} Hz nominal / {_num(s.measured_rate, '.1f')} Hz measured")
-            self.loss_label.setText(f"dropped {s.dropped_samples} samples, {s.gaps} gaps"
-                                    + (f", {s.disconnects} disconnects" if s.disconnects else ""))
-            self.clock_label.setText(f"clock offset {_num(s.clock_offset * 1e3, '.2f')} ms")
-            self.latency_label.setText(f"latency p50 {_num(s.latency_p50 * 1e3, '.1f')} ms"
-                                       f" / p99 {_num(s.latency_p99 * 1e3, '.1f')} ms")
+            _set_text(self.stream_label, f"{s.stream} @ {s.host}")
+            _set_text(self.rate_label, f"{s.nominal_rate:g} Hz nominal / "
+                                       f"{_num(s.measured_rate, '.1f')} Hz measured")
+            _set_text(self.loss_label, f"dropped {s.dropped_samples} samples, {s.gaps} gaps"
+                      + (f", {s.disconnects} disconnects" if s.disconnects else ""))
+            _set_text(self.clock_label, f"clock offset {_num(s.clock_offset * 1e3, '.2f')} ms")
+            _set_text(self.latency_label, f"latency p50 {_num(s.latency_p50 * 1e3, '.1f')} ms"
+                                          f" / p99 {_num(s.latency_p99 * 1e3, '.1f')} ms")
         if state == "error":
             self._show_message(s.message, error=True)
         elif state == "connecting":
@@ -652,8 +722,10 @@ class MainWindow(QtWidgets.QMainWindow):
             self._show_message("")
 
     def _show_message(self, text: str, *, error: bool = False) -> None:
-        self.message_label.setText(text)
-        self.message_label.setStyleSheet("color: red" if error else "")
+        _set_text(self.message_label, text)
+        style = "color: red" if error else ""
+        if self.message_label.styleSheet() != style:
+            self.message_label.setStyleSheet(style)
         # A Python flag, not QObject.setProperty: reading a bool/None property back leaked a
         # reference under PySide6 6.12 (the interpreter aborted in bool_dealloc/none_dealloc).
         self._message_transient = bool(text) and error
@@ -696,6 +768,12 @@ def _spin(low: float, high: float, value: float, suffix: str, *, decimals: int) 
     spin.setSuffix(suffix)
     spin.setKeyboardTracking(False)
     return spin
+
+
+def _set_text(label: QtWidgets.QLabel, text: str) -> None:
+    """Set ``text`` only if it differs: every setText re-lays out and repaints the status bar."""
+    if label.text() != text:
+        label.setText(text)
 
 
 def _framed(label: QtWidgets.QLabel) -> QtWidgets.QLabel:
