@@ -5,22 +5,35 @@ Both sides get the same Myo recording(s) and the same windows (the model's lengt
 
 - **biosig**: the path ``biosig analyze`` runs per recording (:mod:`biosig.analysis.batch`):
   :class:`~biosig.stream.pipeline.StreamProcessor` with the model's settings (high-pass and
-  notch filters with carried state, rectification, moving-RMS envelope, 48 features), fed in
-  chunks of 4096 hops, then onnxruntime inference in batches (posteriors, entropy, OOD flag,
-  decision). Timed with the bundled JSU network and with an LDA exported to ONNX
-  (:func:`biosig.inference.build_linear_model`), the same classifier family as the peer.
+  notch filters with carried state, rectification, moving-RMS envelope, 48 features, the
+  per-window clipped/flat-channel check), fed in chunks of
+  :func:`~biosig.analysis.batch.chunk_samples`, then onnxruntime inference in batches of
+  :data:`~biosig.analysis.batch.ONNX_BATCH` windows (posteriors, entropy, OOD flag, decision).
+  Timed with each bundled network (JSU, SDGM) and with an LDA exported to ONNX
+  (:func:`biosig.inference.build_linear_model`), the same classifier family as the peer; for
+  each model also the inference alone on precomputed features, and the features alone with
+  and without the signal-quality check: together they show what bounds the path.
 - **LibEMG** (``libemg.utils.get_windows``, ``FeatureExtractor.extract_features`` with the
   Hudgins set MAV, ZC, SSC, WL, ``EMGClassifier("LDA").run``): the peer a user would pick
-  instead. Timed without filtering (LibEMG's usual offline recipe) and with its ``Filter``
-  (the same 20 Hz high-pass and 50 Hz notch, applied with zero-phase ``filtfilt``).
+  instead. Timed without filtering (LibEMG's usual offline recipe; the ratios use this) and
+  with its ``Filter`` (the same 20 Hz high-pass and 50 Hz notch, zero-phase ``filtfilt``).
 
-Classifiers are fitted on the windows first (not timed). Every figure is the best of
-``--repeats`` runs, one thread each side (``--threads`` for onnxruntime). libemg pins
-``numpy<2``, so run this from a separate environment (see docs/benchmarks.md)::
+Classifiers are fitted on the windows first (not timed). The configurations run in turn,
+``--repeats`` rounds, and each figure is its best round, so that load from other jobs on a
+shared machine hits all sides alike; the load average is printed before and after. One thread
+each side (``OMP_NUM_THREADS=1``; ``--threads`` for onnxruntime). libemg pins ``numpy<2``, so
+run this from a separate environment (see docs/benchmarks.md)::
 
     python3 -m venv /work/bench-venv
     /work/bench-venv/bin/pip install torch==2.13.0 -e /work/main libemg
     /work/bench-venv/bin/python benchmarks/offline_throughput.py
+
+The OpenBLAS inside numpy 1.x wheels (0.3.23) does not know recent Xeons (e.g. Sapphire
+Rapids, as on the development VM) and falls back to its generic "Prescott" kernels, 3-10x
+slower for small matrix products, on both sides. When it reports that kernel on a CPU with
+AVX2 or AVX-512, the script re-runs itself with ``OPENBLAS_CORETYPE`` set to the kernel numpy
+2's OpenBLAS picks there (Haswell or SkylakeX) and says so; set ``OPENBLAS_CORETYPE`` yourself
+to choose (e.g. ``Prescott`` to measure the fallback).
 
 Without libemg installed, the peer side is a plain numpy + scikit-learn implementation of the
 same features and LDA, and the output says so.
@@ -29,6 +42,7 @@ same features and LDA, and the output says so.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 import time
@@ -40,6 +54,46 @@ import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+# OpenBLAS kernels of numpy 1.x's fallback for CPUs it does not know.
+_GENERIC_BLAS = ("prescott", "core2", "nehalem", "katmai", "generic")
+
+
+def blas_summary() -> str:
+    """OpenBLAS kernel and threads of numpy, e.g. ``"OpenBLAS SkylakeX, 1 thread(s)"``."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "BLAS unknown (no threadpoolctl)"
+    for info in threadpool_info():
+        if info.get("user_api") == "blas":
+            name = info.get("internal_api", "blas")
+            return f"{name} {info.get('architecture', '?')}, {info.get('num_threads')} thread(s)"
+    return "BLAS unknown"
+
+
+def fix_generic_blas() -> None:
+    """Re-run with ``OPENBLAS_CORETYPE`` set when numpy's OpenBLAS fell back to generic kernels.
+
+    Only on Linux, only when the variable is unset, and only for a CPU whose flags show AVX2
+    (Haswell kernels) or AVX-512 (SkylakeX kernels).
+    """
+    if "OPENBLAS_CORETYPE" in os.environ or not Path("/proc/cpuinfo").exists():
+        return
+    summary = blas_summary().lower()
+    if not summary.startswith("openblas") or not any(k in summary for k in _GENERIC_BLAS):
+        return
+    flags = set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    core = "SkylakeX" if "avx512f" in flags else "Haswell" if "avx2" in flags else None
+    if core is None:
+        return
+    os.environ["OPENBLAS_CORETYPE"] = core
+    os.environ["BIOSIG_BENCH_BLAS_NOTE"] = summary.split(",")[0]
+    os.execv(sys.executable, [sys.executable, *sys.argv])
 
 
 def load_streams(paths, model):
@@ -57,14 +111,20 @@ def load_streams(paths, model):
     return out
 
 
-def best_of(repeats: int, func):
-    times = []
-    result = None
+def best_in_turn(repeats: int, runs: dict) -> dict:
+    """Run every ``name -> func`` once per round, ``repeats`` rounds; best time per name.
+
+    Returns ``{name: (seconds, func's result)}``.
+    """
+    best = {name: (float("inf"), None) for name in runs}
     for _ in range(repeats):
-        started = time.perf_counter()
-        result = func()
-        times.append(time.perf_counter() - started)
-    return min(times), result
+        for name, func in runs.items():
+            started = time.perf_counter()
+            result = func()
+            elapsed = time.perf_counter() - started
+            if elapsed < best[name][0]:
+                best[name] = (elapsed, result)
+    return best
 
 
 # -- biosig -----------------------------------------------------------------------------------
@@ -84,11 +144,27 @@ def biosig_run(streams, model, batch_windows=4096, config=None):
     return total
 
 
+def biosig_features(streams, config):
+    """Features of every window of every stream (for the inference-only figures)."""
+    from biosig.stream.pipeline import process_recording
+
+    return [process_recording(stream, config).features for stream, _ in streams]
+
+
+def biosig_infer(features, model):
+    """The model's :meth:`~biosig.inference.OnnxModel.infer` on precomputed features."""
+    total = 0
+    for X in features:
+        model.reset()
+        total += len(model.infer(X))
+    return total
+
+
 def biosig_lda_model(streams, model, path: Path, threads: int):
     """An LDA on biosig's own features, exported to ONNX with the JSU model's card."""
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
-    from biosig.datasets import single_label_windows
+    from biosig.analysis.batch import ONNX_BATCH
     from biosig.inference import OnnxModel, build_linear_model
     from biosig.stream.pipeline import process_recording
 
@@ -108,7 +184,7 @@ def biosig_lda_model(streams, model, path: Path, threads: int):
     import onnx
 
     onnx.save(build_linear_model(lda.coef_.T[:, order], lda.intercept_[order], card), path)
-    return OnnxModel(path, threads=threads)
+    return OnnxModel(path, threads=threads, batch_size=ONNX_BATCH)
 
 
 # -- LibEMG -----------------------------------------------------------------------------------
@@ -222,18 +298,25 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", nargs="+", default=[str(REPO / "recordings" / "myo_12345-1.xdf")],
                         help="Myo recordings (default: the bundled session)")
-    parser.add_argument("--model", default=str(REPO / "models" / "myo-12345-jsu.onnx"))
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--models", nargs="+",
+                        default=[str(REPO / "models" / "myo-12345-jsu.onnx"),
+                                 str(REPO / "models" / "myo-12345-sdgm.onnx")],
+                        help="biosig models to time (the first one's pipeline and classes are "
+                             "used for all, and for the LDA exported to ONNX)")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds; best round counts")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
     args = parser.parse_args(argv)
+    fix_generic_blas()
 
     import logging
     import tempfile
 
     logging.disable(logging.WARNING)  # the XDF reader's notes are not benchmark output
+    from biosig.analysis.batch import ONNX_BATCH
     from biosig.inference import OnnxModel
 
-    model = OnnxModel(args.model, threads=args.threads)
+    models = [OnnxModel(path, threads=args.threads, batch_size=ONNX_BATCH) for path in args.models]
+    model = models[0]
     streams = load_streams(args.data, model)
     config = model.pipeline_config()
     srate = streams[0][0].srate
@@ -243,35 +326,54 @@ def main(argv=None) -> int:
     labels_list = [lab for _, lab in streams]
     seconds = sum(s.duration for s, _ in streams)
     print(f"{len(streams)} recording(s), {seconds:.0f} s of {streams[0][0].n_channels}-ch EMG at "
-          f"{srate:g} Hz; windows {size} samples every {hop}; best of {args.repeats}; "
-          f"onnxruntime {model.providers[0]}, {args.threads} thread(s)")
+          f"{srate:g} Hz; windows {size} samples every {hop}; best of {args.repeats} rounds; "
+          f"onnxruntime {model.providers[0]}, {args.threads} thread(s), batches of {ONNX_BATCH}; "
+          f"numpy {np.__version__}, {blas_summary()}")
+    note = os.environ.get("BIOSIG_BENCH_BLAS_NOTE")
+    if note:
+        print(f"note: numpy's {note} fell back to generic kernels on this CPU; re-ran with "
+              f"OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} (both sides)")
+    load_before = os.getloadavg()
 
-    rows = []
-    t, n = best_of(args.repeats, lambda: biosig_run(streams, model))
-    rows.append((f"biosig: filters + envelope + 48 features + ONNX {model.card['arch'].upper()}", n, t))
-    t, n = best_of(args.repeats, lambda: biosig_run(streams, None, config=config))
-    rows.append(("biosig: filters + envelope + 48 features (no inference)", n, t))
     with tempfile.TemporaryDirectory() as tmp:
-        lda_model = biosig_lda_model(streams, model, Path(tmp) / "lda.onnx", args.threads)
-        t, n = best_of(args.repeats, lambda: biosig_run(streams, lda_model))
-        rows.append(("biosig: filters + envelope + 48 features + ONNX LDA", n, t))
-    peers = []
-    for filtered in (False, True):
-        peer = make_peer(srate, size, hop, filtered)
-        peer.fit(data_list, labels_list)
-        t, n = best_of(args.repeats, lambda: peer.run(data_list))
-        what = "filtfilt + " if filtered else ""
-        peers.append((f"{peer.name}: {what}Hudgins TD (MAV, ZC, SSC, WL) + LDA", n, t))
-    rows += peers
+        models.append(biosig_lda_model(streams, model, Path(tmp) / "lda.onnx", args.threads))
+        features = biosig_features(streams, config)
+        runs, names = {}, {}
+        runs["dsp"] = lambda: biosig_run(streams, None, config=config)
+        names["dsp"] = "biosig: filters + envelope + 48 features + quality (no inference)"
+        unchecked = copy.deepcopy(config)
+        unchecked.quality.clipping = unchecked.quality.flat = False
+        runs["dsp unchecked"] = lambda: biosig_run(streams, None, config=unchecked)
+        names["dsp unchecked"] = "biosig: the same without the clipped/flat-channel check"
+        for m in models:
+            arch = m.card["arch"].upper()
+            runs[arch] = lambda m=m: biosig_run(streams, m, config=config)
+            names[arch] = f"biosig: filters + envelope + 48 features + quality + ONNX {arch}"
+            runs[arch + " alone"] = lambda m=m: biosig_infer(features, m)
+            names[arch + " alone"] = f"biosig: ONNX {arch} alone (features precomputed)"
+        for filtered in (False, True):
+            peer = make_peer(srate, size, hop, filtered)
+            peer.fit(data_list, labels_list)
+            key = "peer filtered" if filtered else "peer"
+            runs[key] = lambda peer=peer: peer.run(data_list)
+            what = "filtfilt + " if filtered else ""
+            names[key] = f"{peer.name}: {what}Hudgins TD (MAV, ZC, SSC, WL) + LDA"
+        best = best_in_turn(args.repeats, runs)
+    load_after = os.getloadavg()
 
-    width = max(len(r[0]) for r in rows)
+    width = max(len(name) for name in names.values())
     print(f"{'pipeline':<{width}}  {'windows':>8}  {'time (s)':>9}  {'windows/s':>10}")
-    for name, n, t in rows:
+    for key, name in names.items():
+        t, n = best[key]
         print(f"{name:<{width}}  {n:>8}  {t:>9.4f}  {n / t:>10.0f}")
-    peer_rate = peers[0][1] / peers[0][2]
-    for name, n, t in (rows[0], rows[2]):
-        print(f"ratio {name.split(':')[1].strip()} / peer (no filter): {n / t / peer_rate:.2f}x "
+    peer_t, peer_n = best["peer"]
+    for m in models:
+        arch = m.card["arch"].upper()
+        t, n = best[arch]
+        print(f"ratio biosig + ONNX {arch} / LibEMG (no filter): {n / t / (peer_n / peer_t):.2f}x "
               f"(goal >= 5x)")
+    print(f"load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after, on "
+          f"{os.cpu_count()} CPUs")
     return 0
 
 

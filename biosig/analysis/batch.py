@@ -8,11 +8,13 @@ summary) for the caller to write.
 It runs the recording through :class:`~biosig.stream.pipeline.StreamProcessor`, the object the
 live :class:`~biosig.stream.pipeline.Pipeline` runs on its processing thread, with the model's
 own pipeline settings (:meth:`~biosig.inference.OnnxModel.pipeline_config`), so an EMG model
-and a CTG model need nothing else. The samples go in chunks of about ``batch_windows`` hops,
-so each chunk's windows reach onnxruntime as one large batch (the live path gives it one or a
-few windows at a time) and memory stays bounded on long recordings. The filters carry their
-state across chunks, so the results are those of the live path (``tests/test_analyze.py``
-compares them). The model's session uses :func:`~biosig.inference.choose_providers`: CUDA
+and a CTG model need nothing else. The samples go in chunks of whole hops, at most
+``batch_windows`` of them and about as many samples as the feature chain takes at once
+(:data:`~biosig.dsp.chain.PIECE_SAMPLES`): longer chunks only add copies of their windows.
+Each chunk's windows reach onnxruntime in batches of :data:`ONNX_BATCH` (the live path gives
+it one or a few windows at a time), and memory stays bounded on long recordings. The filters
+carry their state across chunks, so the results are those of the live path
+(``tests/test_analyze.py`` compares them). The model's session uses :func:`~biosig.inference.choose_providers`: CUDA
 where onnxruntime-gpu and a GPU are present, else the CPU.
 """
 
@@ -55,7 +57,7 @@ class ModelSettings:
     providers : list of str or None
         onnxruntime execution providers; None: CUDA where present, else CPU.
     batch_windows : int
-        About this many windows per chunk of samples (one onnxruntime batch).
+        At most this many windows per chunk of samples (see :func:`chunk_samples`).
     """
 
     reject_threshold: float | None = None
@@ -119,9 +121,8 @@ class RecordingFailure:
 _MODELS: dict = {}
 
 #: Windows per onnxruntime call. Small batches keep the graph's intermediate arrays in the CPU
-#: caches: on one thread the bundled JSU network runs ~1.4x faster in batches of 256 than of
-#: 4096 or more (benchmarks/offline_throughput.py); the feature stage still hands over
-#: ``batch_windows`` windows at a time.
+#: caches: on one thread the bundled SDGM network runs ~1.5x faster in batches of 256 than of
+#: 4096 (benchmarks/offline_throughput.py); fewer calls would save little more.
 ONNX_BATCH = 256
 
 
@@ -137,10 +138,18 @@ def load_model(model_path, settings: ModelSettings):
 
 
 def chunk_samples(config, srate: float, batch_windows: int) -> int:
-    """Input samples per chunk so that each chunk completes about ``batch_windows`` windows."""
+    """Input samples per chunk: whole hops, at most ``batch_windows`` of them.
+
+    Also at most about :data:`~biosig.dsp.chain.PIECE_SAMPLES`, with room for the samples the
+    feature chain still holds from the previous chunk (less than a hop), so that each chunk
+    goes through the chain in one piece: its windows then need no joining, which for chunks
+    of 4096 hops cost more than their inference (``benchmarks/offline_throughput.py``).
+    """
+    from biosig.dsp.chain import PIECE_SAMPLES
+
     check_int(batch_windows, "batch_windows", minimum=1)
     hop = max(1, int(round(config.window.hop_s * srate)))
-    return hop * batch_windows
+    return hop * min(batch_windows, max(1, PIECE_SAMPLES // hop - 1))
 
 
 def run_windows(processor, stream, n_chunk: int, progress=None):

@@ -58,7 +58,8 @@ def register(subparsers) -> None:
     parser.add_argument("--smoothing", type=int, metavar="K",
                         help="majority vote over the last K decisions (default: none)")
     parser.add_argument("--batch-windows", type=int, default=4096,
-                        help="windows per onnxruntime batch (default 4096)")
+                        help="most windows computed per chunk of a recording (default 4096; "
+                             "chunks are also capped at the feature chain's piece size)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or summary lines")
     parser.set_defaults(func=run)
 

@@ -31,9 +31,10 @@ from biosig.dsp.window_features import FeatureBatch, WindowFeatures
 
 _FLOAT = np.dtype(np.float64)
 
-# Longest run of samples preprocessed and windowed at once (longer pushes, e.g. a whole
-# recording, go in pieces): bounds the buffers.
-_MAX_PIECE = 4096
+#: Longest run of samples preprocessed and windowed at once (longer pushes, e.g. a whole
+#: recording, go in pieces of this many): bounds the buffers and keeps them in the CPU caches.
+#: An offline caller gains nothing from pushing more at once (biosig.analysis.batch).
+PIECE_SAMPLES = 4096
 
 
 class FeatureChain:
@@ -147,7 +148,7 @@ class FeatureChain:
         # The samples x end with this push's, whose timestamps are t.
         t_first = self.features._n_seen + pending
         process = self._process_in_place if finite else self._process
-        if x.shape[0] <= _MAX_PIECE:
+        if x.shape[0] <= PIECE_SAMPLES:
             batch = process(x, t, t_first)
         else:  # a long recording
             batch = self._process_pieces(process, x, t, t_first)
@@ -167,8 +168,8 @@ class FeatureChain:
     def _process_pieces(self, process, x: np.ndarray, t: np.ndarray, t_first: int):
         """``process`` piece by piece (the buffers stay small); one batch of all windows."""
         batches = []
-        for start in range(0, x.shape[0], _MAX_PIECE):
-            batch = process(x[start : start + _MAX_PIECE], t, t_first)
+        for start in range(0, x.shape[0], PIECE_SAMPLES):
+            batch = process(x[start : start + PIECE_SAMPLES], t, t_first)
             if batch.n_windows:
                 batches.append(batch)
         if not batches:

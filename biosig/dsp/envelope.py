@@ -85,24 +85,8 @@ class _MovingSum:
         """Moving sums of ``x`` (of ``x * x`` with ``square``), into ``out`` or a new array."""
         n = x.shape[0]
         phase = self.n_seen % self.anchor_every
-        if 0 < phase and phase + n <= self.anchor_every:
-            # The common case: one segment. Same operations as below, less bookkeeping.
-            end = self._end
-            if end + n > self._rows.shape[0]:
-                self._make_room(n)
-                end = self._end
-            rows = self._rows
-            new = rows[end : end + n]
-            if square:
-                np.multiply(x, x, out=new)
-            else:
-                new[...] = x
-            _accumulate(rows[end - 1 : end + n])  # P[s - 1], then the new samples
-            self._end = end + n
-            self.n_seen += n
-            return np.subtract(new, rows[end - self.window : end - self.window + n], out=out)
-        if square:
-            x = x * x
+        if 0 < phase and phase + n <= self.anchor_every:  # the common case: one segment
+            return self._append(x, square, out)
         sums = np.empty((n, self.n_channels)) if out is None else out
         done = 0
         while done < n:
@@ -111,17 +95,27 @@ class _MovingSum:
                 kept = self._rows[self._end - self.window : self._end]
                 kept -= kept[-1].copy()
             size = min(n - done, self.anchor_every - phase)
-            sums[done : done + size] = self._segment(x[done : done + size])
+            self._append(x[done : done + size], square, sums[done : done + size])
             done += size
         return sums
 
-    def _segment(self, x: np.ndarray) -> np.ndarray:
+    def _append(self, x: np.ndarray, square: bool, out: np.ndarray | None) -> np.ndarray:
+        """Moving sums of samples that reach no anchor (but maybe start at one), in place."""
         n = x.shape[0]
-        w = self.window
-        block = self._extend(x)  # rows: P[s - w], ..., P[s - 1], then x[s], ...
-        _accumulate(block[w - 1 :])
+        end = self._end
+        if end + n > self._rows.shape[0]:
+            self._make_room(n)
+            end = self._end
+        rows = self._rows
+        new = rows[end : end + n]
+        if square:
+            np.multiply(x, x, out=new)
+        else:
+            new[...] = x
+        _accumulate(rows[end - 1 : end + n])  # P[s - 1], then the new samples
+        self._end = end + n
         self.n_seen += n
-        return block[w:] - block[:n]
+        return np.subtract(new, rows[end - self.window : end - self.window + n], out=out)
 
     def _make_room(self, n: int) -> None:
         """Move the kept rows to the front of a storage with room for ``n`` more."""
@@ -131,17 +125,6 @@ class _MovingSum:
             self._rows = np.empty((2 * (keep + n), self._rows.shape[1]))
         self._rows[:keep] = kept
         self._end = keep
-
-    def _extend(self, x: np.ndarray) -> np.ndarray:
-        """Append ``x`` after the kept rows; return a view of kept rows + ``x``."""
-        n = x.shape[0]
-        keep = self.window
-        if self._end + n > self._rows.shape[0]:
-            self._make_room(n)
-        start = self._end - keep
-        self._rows[self._end : self._end + n] = x
-        self._end += n
-        return self._rows[start : self._end]
 
     def divide_by_counts(self, sums: np.ndarray) -> np.ndarray:
         """Divide the last ``len(sums)`` window sums, in place, by their number of samples.

@@ -25,7 +25,9 @@ or slope-change indicator, the envelope), so:
 
 Each sample's terms are computed once instead of ``length / hop`` times (4x with 200 ms
 windows every 50 ms), the block sums are one BLAS call per block, and a push that completes
-no block only copies its samples. The arithmetic of a block and of a window depends only on
+no block only copies its samples. A push that completes many blocks (an offline call) takes
+them together: each feature's terms in one pass, its sums in one stacked product, and the
+windows as whole-row additions. The arithmetic of a block and of a window depends only on
 the samples and the block's position, so a stream fed in any chunks gives the same features
 as one call over the whole recording.
 
@@ -50,16 +52,21 @@ _LEFT_OUT = {"env_mean": 0, "rms": 0, "mav": 0, "wl": 1, "zc": 1, "ssc": 2}
 # Features that are means over the window (the others are sums or counts).
 _MEANS = ("env_mean", "rms", "mav")
 
-# Blocks summed per matrix product when a push completes many (an offline call): bounds the
-# scratch memory to ~this many blocks of terms.
+# Blocks kept in the ring beyond the n_blocks - 1 that the next window needs.
 _BLOCKS_PER_BATCH = 4
+
+# When a push completes many blocks (an offline call), their terms, block sums and windows are
+# computed for this many values (samples x channels) at once: large enough that numpy's
+# per-call cost vanishes, small enough that the scratch (a few such arrays) stays in the MB.
+_BATCH_VALUES = 1 << 19
 
 # dtypes compared by identity first (numpy's builtin dtypes are singletons): the common case
 # of a live push costs no conversion and almost no checking.
 _FLOAT = np.dtype(np.float64)
 _BOOL = np.dtype(bool)
 
-# Longest push handled in one piece (longer ones are cut): bounds the buffers.
+# Longest push handled in one piece (longer ones are cut): bounds the buffers. Pieces this
+# short keep an offline call's arrays in the CPU caches (about as fast as 4-16x longer ones).
 _MAX_PUSH = 4096
 
 
@@ -128,7 +135,12 @@ class _Rows:
         """Move the kept rows to the front of a storage with room for ``n`` more."""
         kept = self.end - self.start
         planes, size, width = self.rows.shape
-        want = self._size if kept + n <= self._size else 2 * (kept + n)
+        if kept + n <= self._size:  # back to the usual size after a long push
+            want = self._size
+        elif kept + n <= size:  # a long push after another: reuse the grown storage
+            want = size
+        else:
+            want = 2 * (kept + n)
         rows = self.rows if want == size else np.zeros((planes, want, width))
         rows[:, :kept] = self.rows[:, self.start : self.end]
         self.rows = rows
@@ -236,6 +248,14 @@ class WindowFeatures:
             )
 
         self._pick = np.stack([pick(a_rows), pick(b_rows), pick(dict.fromkeys(slots, 0))])
+        # The same choice for pushes that complete many blocks: per slot, its feature, that
+        # feature's output column (features are distinct: one per slot) and the A, B and F
+        # rows of its block matrix.
+        self._slot_sums = [
+            (name, features.index(name), self._block_matrix[slot][[a_rows[name], b_rows[name], 0]])
+            for slot, name in enumerate(slots)
+        ]
+        self._batch_blocks = max(_BLOCKS_PER_BATCH, _BATCH_VALUES // (hop * n_ch))
         self._pick_slot, self._pick_rest = np.divmod(self._pick, n_rows * n_ch)
         # Block sums live in a ring: block b in slot b % ring, as rows A, B, F. A window needs
         # its n_blocks blocks, and a push adds up to _BLOCKS_PER_BATCH at a time.
@@ -414,20 +434,11 @@ class WindowFeatures:
                 self._envelope.drop_before(blocks_done * hop)
             return batch
         batches = []
-        for b0 in range(self._blocks_done, blocks_done, _BLOCKS_PER_BATCH):
-            b1 = min(b0 + _BLOCKS_PER_BATCH, blocks_done)
-            slot = b0 % ring
-            if slot + b1 - b0 <= ring:
-                self._block_sums(b0, b1, self._sums[slot : slot + b1 - b0])
-            else:  # wraps around the ring's end
-                sums = np.empty((b1 - b0,) + self._sums.shape[1:])
-                self._block_sums(b0, b1, sums)
-                self._sums[np.arange(b0, b1) % ring] = sums
-            # Window k ends with block k + n_blocks - 1.
-            first_window = max(b0 - n_blocks + 1, 0)
-            last_window = b1 - n_blocks  # inclusive
-            if last_window >= first_window:
-                batches.append(self._windows(first_window, last_window, t, t_first))
+        for b0 in range(block, blocks_done, self._batch_blocks):
+            b1 = min(b0 + self._batch_blocks, blocks_done)
+            batch = self._complete_many(b0, b1, t, t_first)
+            if batch is not None:
+                batches.append(batch)
         self._blocks_done = blocks_done
         self._next_block_at = (blocks_done + 1) * hop - self._sigma
         # Only the rows the next block needs are kept.
@@ -437,6 +448,96 @@ class WindowFeatures:
         if len(batches) == 1:
             return batches[0]
         return FeatureBatch.concatenate(batches) if batches else self._empty_batch()
+
+    def _complete_many(self, b0: int, b1: int, t, t_first: int) -> FeatureBatch | None:
+        """Blocks [b0, b1) at once (an offline call); the windows ending in them, or None.
+
+        The same block sums as :meth:`_block_sums` and the same additions per window as
+        :meth:`_windows` (A, B, then F, in this order), laid out so that every operation runs
+        over whole rows of features: no index gathers, which would cost more than the sums.
+        """
+        n_blocks, ring = self._n_blocks, self._ring
+        keep = n_blocks - 1  # earlier blocks the first window ending here needs
+        first = max(b0 - keep, 0)
+        # abf[role, j]: the A, B or F row (output column order) of block first + j.
+        abf = np.empty((3, b1 - first, self._n_cols))
+        if b0 > first:
+            abf[:, : b0 - first] = self._sums[np.arange(first, b0) % ring].transpose(1, 0, 2)
+        self._many_block_sums(b0, b1, abf[:, b0 - first :])
+        tail = np.arange(max(b1 - keep, first), b1)  # what later windows need, to the ring
+        self._sums[tail % ring] = abf[:, tail - first].transpose(1, 0, 2)
+        last = b1 - n_blocks  # windows first .. last end in [b0, b1): window k starts at block k
+        if last < first:
+            return None
+        count = last - first + 1
+        out = abf[0, :count].copy()
+        if n_blocks > 1:
+            out += abf[1, 1 : count + 1]
+        for j in range(2, n_blocks):
+            out += abf[2, j : count + j]
+        if self._rms_columns is not None:
+            rms = out[:, self._rms_columns]
+            np.sqrt(rms, out=rms)
+        starts = np.arange(first * self.hop, (last + 1) * self.hop, self.hop, dtype=np.int64)
+        return FeatureBatch(
+            t_end=t[starts + (self.length - 1 - t_first)],
+            features=out,
+            flags=self._window_flags(starts),
+            start_index=starts,
+        )
+
+    def _many_block_sums(self, b0: int, b1: int, abf: np.ndarray) -> None:
+        """A, B, F rows of blocks [b0, b1) into ``abf``, shape (3, b1 - b0, n_cols).
+
+        One slot at a time: its terms (in one scratch array; the envelope's are its rows),
+        then one stacked matrix product of the A, B and F rows of its block matrix with every
+        block's terms, written straight into the feature's columns.
+        """
+        hop, n_ch = self.hop, self.n_channels
+        n_new = b1 - b0
+        start = b0 * hop - 2 - self._signal.origin
+        planes = self._signal.rows[:, start : start + n_new * hop + 2]
+        if self._needs_diffs:
+            samples = planes[0]
+            np.subtract(samples[1:], samples[:-1], out=planes[1, 1:])
+        scratch = np.empty((n_new * hop, n_ch))
+        for name, f, matrix in self._slot_sums:
+            if name == "env_mean":
+                first = b0 * hop - self._envelope.origin
+                terms = self._envelope.rows[0, first : first + n_new * hop]
+            else:
+                terms = self._slot_terms(name, planes, scratch)
+            out = abf[:, :, f * n_ch : (f + 1) * n_ch].transpose(1, 0, 2)
+            np.matmul(matrix, terms.reshape(n_new, hop, n_ch), out=out)
+
+    def _slot_terms(self, name: str, planes: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Per-sample terms of feature ``name`` for the rows of ``planes`` past its first 2.
+
+        ``planes[0]``: the samples, ``planes[1]``: their differences (row i: x[i] - x[i-1]);
+        the same expressions as :meth:`_block_sums` and :meth:`_sign_terms`.
+        """
+        x, diffs = planes[0], planes[1] if self._needs_diffs else None
+        if name == "rms":
+            return np.multiply(x[2:], x[2:], out=out)
+        if name == "mav":
+            return np.abs(x[2:], out=out)
+        if name == "wl":
+            return np.abs(diffs[2:], out=out)
+        if name == "zc":
+            if self._zc_threshold > 0:
+                out[...] = ((x[1:-1] * x[2:]) < 0) & (np.abs(diffs[2:]) >= self._zc_threshold)
+                return out
+            np.multiply(x[1:-1], x[2:], out=out)
+            return np.less(out, 0.0, out=out)
+        # ssc, centred on the previous sample
+        before, after = diffs[1:-1], diffs[2:]
+        if self._ssc_threshold > 0:
+            out[...] = ((before * after) < 0) & (
+                np.maximum(np.abs(before), np.abs(after)) >= self._ssc_threshold
+            )
+            return out
+        np.multiply(before, after, out=out)
+        return np.less(out, 0.0, out=out)
 
     def _block_sums(self, b0: int, b1: int, out: np.ndarray) -> None:
         """A, B, F rows of blocks [b0, b1) into ``out``, shape (b1 - b0, 3, n_cols)."""

@@ -1,0 +1,165 @@
+"""The offline fast paths give what the live paths give.
+
+- :class:`SOSFilter` takes a chunk of many 64-sample blocks at once (its states from powers of
+  the block transition): the output must match scipy's ``sosfilt`` and a live-sized chunking.
+- ``export_onnx`` writes the compact graph (:class:`biosig.nets.export.CompactGraph`) for the
+  JSU and SDGM networks: one matrix product on ``[t, t²]`` for the diagonal JSU, no per-value
+  Gather for the SDGM; its outputs must match the estimator's own graph, and the networks it
+  does not know are exported as they are.
+- The analysis chunks stay within one piece of the feature chain.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import signal
+
+from biosig.config import PipelineConfig
+from biosig.dsp import SOSFilter, cascade, design_highpass, design_notch
+
+torch = pytest.importorskip("torch")
+ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_torch_thread():
+    """One intra-op thread: small fits, where synchronising threads costs more than the work."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# -- the filter ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("init", ["zeros", "steady"])
+def test_sos_filter_long_chunks_match_scipy_and_live_chunks(init):
+    fs = 200.0
+    sos = cascade(design_highpass(20.0, fs), design_notch(50.0, fs))  # 3 sections: many-block
+    x = np.random.default_rng(5).normal(size=(9000, 4)) * 40.0 + 25.0
+    zi = np.zeros((sos.shape[0], 2, 4))
+    if init == "steady":
+        zi = signal.sosfilt_zi(sos)[:, :, None] * x[0][None, None, :]
+    reference, _ = signal.sosfilt(sos, x, axis=0, zi=zi)
+    scale = np.abs(reference).max()
+    # Long chunks (whole blocks and a remainder), then live-sized ones, on one filter.
+    bounds = [0, 4096, 4100, 8300, 8332, 9000]
+    mixed = SOSFilter(sos, 4, init=init)
+    got = np.vstack([mixed.process(x[a:b]) for a, b in zip(bounds[:-1], bounds[1:])])
+    live = SOSFilter(sos, 4, init=init)
+    chunked = np.vstack([live.process(x[a : a + 32]) for a in range(0, 9000, 32)])
+    assert np.max(np.abs(got - reference)) <= 1e-12 * scale
+    assert np.max(np.abs(got - chunked)) <= 1e-12 * scale
+    np.testing.assert_allclose(mixed.zi, live.zi, rtol=0, atol=1e-12 * scale)
+
+
+# -- the compact export ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def myo_features():
+    """Features and per-window labels of the bundled Myo session (one analysis pass)."""
+    from biosig.io import read_recording
+    from biosig.stream.pipeline import process_recording
+
+    recording = read_recording("recordings/myo_12345-1.xdf")
+    stream = recording.signal(type="EMG")
+    results = process_recording(stream, PipelineConfig.for_rate(stream.srate))
+    labels = recording.labels().label_at(results.t_end)
+    keep = np.asarray([label not in (None, "") for label in labels])
+    return results.features[keep], np.asarray(labels, dtype=object)[keep].astype(str)
+
+
+def _export(model, path):
+    from biosig.nets.export import export_onnx
+
+    card = {"arch": type(model).__name__, "class_names": [str(c) for c in model.classes_]}
+    return onnx.load(str(export_onnx(model, path, model_card=card)))
+
+
+def _run(model_proto, X):
+    session = ort.InferenceSession(model_proto.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    return session.run(None, {"features": X.astype(np.float32)})
+
+
+def _ops(model_proto):
+    return [node.op_type for node in model_proto.graph.node]
+
+
+def _fitted(kind, X, y):
+    from biosig.nets import JSUClassifier, JSUSDGMClassifier, LDAClassifier, SDGMClassifier
+
+    make = {
+        "jsu": lambda: JSUClassifier(translation="robust", max_iter=100),
+        "sdgm": lambda: SDGMClassifier(n_components=2, max_iter=3, random_state=0),
+        "jsu-sdgm": lambda: JSUSDGMClassifier(n_components=2, translation="robust", max_iter=2,
+                                              random_state=0),
+        "lda": lambda: LDAClassifier(),
+    }[kind]
+    return make().fit(X[::4], y[::4])
+
+
+@pytest.mark.parametrize("kind", ["jsu", "sdgm", "jsu-sdgm"])
+def test_compact_graph_equals_the_estimators_graph(kind, myo_features):
+    from biosig.nets.export import CompactGraph
+
+    X, y = myo_features
+    model = _fitted(kind, X, y)
+    graph = model.inference_graph()
+    compact = CompactGraph.of(graph)
+    assert compact is not None
+    probe = torch.as_tensor(np.vstack([X[:300], X[:50] * 20.0, -X[:50]]))
+    with torch.no_grad():
+        for expected, got in zip(graph(probe), compact(probe)):
+            np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-10, atol=1e-9)
+
+
+def test_exported_graphs_are_compact_and_agree_with_torch(myo_features, tmp_path):
+    X, y = myo_features
+    jsu = _fitted("jsu", X, y)
+    stored = _export(jsu, tmp_path / "jsu.onnx")
+    ops = _ops(stored)
+    # Diagonal JSU: logits and density from one product; asinh and the Jacobian: one log each.
+    assert ops.count("Gemm") + ops.count("MatMul") == 1 and ops.count("Log") == 2
+    assert "Gather" not in ops and "Where" not in ops
+    sdgm = _fitted("sdgm", X, y)
+    stored = _export(sdgm, tmp_path / "sdgm.onnx")
+    # φ's products come from whole rows of hᵀ: every Gather runs along axis 0.
+    gathers = [node for node in stored.graph.node if node.op_type == "Gather"]
+    assert gathers and all(attr.i == 0 for node in gathers for attr in node.attribute)
+    for model, path in ((jsu, tmp_path / "jsu.onnx"), (sdgm, tmp_path / "sdgm.onnx")):
+        logits, ood = _run(onnx.load(str(path)), X[:500])
+        shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+        posterior = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+        features = X[:500].astype(np.float32)
+        np.testing.assert_allclose(posterior, model.predict_proba(features), rtol=0, atol=1e-5)
+        np.testing.assert_allclose(ood, model.ood_score(features), rtol=1e-6, atol=1e-5)
+
+
+def test_networks_without_a_compact_form_are_exported_as_they_are(myo_features):
+    from biosig.nets.export import CompactGraph, compact_graph
+
+    X, y = myo_features
+    graph = _fitted("lda", X, y).inference_graph()
+    assert CompactGraph.of(graph) is None
+    assert compact_graph(graph) is graph
+
+
+# -- analysis chunks ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("srate", [200.0, 2048.0, 4.0])
+def test_analysis_chunks_are_whole_hops_within_one_piece(srate):
+    from biosig.analysis.batch import chunk_samples
+    from biosig.dsp.chain import PIECE_SAMPLES
+
+    config = PipelineConfig.for_rate(srate) if srate > 100 else PipelineConfig.ctg_default(srate)
+    hop = int(round(config.window.hop_s * srate))
+    n = chunk_samples(config, srate, 4096)
+    assert n % hop == 0 and 0 < n
+    assert n + hop <= max(PIECE_SAMPLES, 2 * hop)
+    assert chunk_samples(config, srate, 1) == hop
