@@ -1,6 +1,7 @@
 """Explanations of biosig models: which inputs each output depends on (METHODS.md §5-6).
 
-Imports neither torch nor Qt: the explainers run in background threads of the live path.
+Imports neither torch nor Qt: the explainers run in background workers (a thread or a process) of
+the live path.
 """
 
 from biosig.explain.mutual_info import (

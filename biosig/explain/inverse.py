@@ -7,7 +7,7 @@ Approximates the posterior over inputs given a desired output,
 by mean field: a factorised ``q(x) = Π_i q_i(x_i)`` that minimises
 ``F[q] = −β E_q[log p(c*|x)] + KL(q ‖ p₀)``.
 
-Two priors:
+Three priors:
 
 - ``"bernoulli"`` for binary inputs (binarised images): ``p₀ = Π Bern(ρ_i)``, ``q_i = Bern(m_i)``.
   Naive mean field replaces ``E_q log p(c*|x)`` by ``log p(c*|m)``, which gives the
@@ -16,8 +16,14 @@ Two priors:
   Second-order mean field gives ``μ_i = μ₀_i + v₀_i β ∂_i log p(c*|μ)`` and
   ``1/s_i² = 1/v₀_i − β ∂²_ii log p(c*|μ)`` (clipped so that ``s_i²`` stays positive).
 
-Both are iterated with damping until the largest change of the mean is below ``tol`` (in units
-of the prior standard deviation for the Gaussian prior).
+- ``"empirical"``: ``p₀`` the empirical distribution of reference inputs (training windows, or
+  a live buffer). The posterior is then exact, the sample reweighted by ``p(c*|x_i)^β``; its
+  mean is where real inputs of the class lie (it keeps their correlations, which a factorised
+  prior cannot).
+
+The mean-field equations are iterated with damping and a backtracking line search on the
+mean-field objective until the largest undamped step of the mean is below ``tol`` (in units of
+the prior standard deviation for the Gaussian prior).
 
 Gradients of ``log p(c*|x)``:
 
@@ -46,7 +52,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["PRIORS", "Prototype", "inverse_inference", "prototypes"]
 
 #: Supported input priors.
-PRIORS = ("gaussian", "bernoulli")
+PRIORS = ("gaussian", "bernoulli", "empirical")
 #: Ways to get the input gradient of ``log p(c*|x)``.
 GRADIENTS = ("auto", "autograd", "finite")
 #: Bernoulli prior probabilities are clipped to [ε, 1 − ε]: a pixel never on in training has
@@ -66,6 +72,9 @@ _ARMIJO = 1e-4
 _LOG_P_ROUNDING = 2e-6
 #: log p is clipped below at log of this, so an underflowed posterior stays finite.
 _TINY_PROBABILITY = 1e-300
+#: The empirical prior warns when the reweighted sample rests on fewer windows than this
+#: (Kish's effective sample size).
+_FEW_EFFECTIVE_SAMPLES = 10.0
 
 
 @dataclass
@@ -95,6 +104,9 @@ class Prototype:
         ``"gaussian"`` or ``"bernoulli"``.
     beta : float
         Sharpening exponent β of ``p(c*|x)``.
+    n_effective : float
+        Empirical prior only: Kish's effective number of reference windows behind the
+        prototype, ``1 / Σ w_i²`` (NaN for the other priors).
     """
 
     mean: np.ndarray
@@ -107,6 +119,7 @@ class Prototype:
     feature_names: list = field(default_factory=list)
     prior: str = "gaussian"
     beta: float = 1.0
+    n_effective: float = float("nan")
 
     @property
     def target_probability(self) -> float:
@@ -129,6 +142,7 @@ class Prototype:
             "converged": self.converged,
             "n_iter": self.n_iter,
             "feature_names": list(self.feature_names),
+            "n_effective": self.n_effective,
         }
 
 
@@ -462,6 +476,45 @@ def _gaussian_mean_field(log_p_gradient, prior_mean, prior_var, *, beta, damping
     return _Iteration(mu, np.sqrt(var), converged, n_iter)
 
 
+def _empirical_samples(model, prior_samples, prior_mean, prior_var) -> np.ndarray:
+    if prior_mean is not None or prior_var is not None:
+        raise BiosigError("the empirical prior takes prior_samples (the reference windows), not "
+                          "prior_mean / prior_var")
+    if prior_samples is None:
+        raise BiosigError("the empirical prior needs prior_samples: reference inputs, shape "
+                          "(n, n_features), e.g. the training windows or a recent buffer")
+    try:
+        samples = np.asarray(prior_samples, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise BiosigError("prior_samples must be a matrix of numbers") from None
+    n_features = _n_features(model)
+    if samples.ndim != 2 or samples.shape[0] < 2 or (n_features is not None
+                                                     and samples.shape[1] != n_features):
+        raise BiosigError(f"prior_samples must have shape (n >= 2, {n_features or 'F'}), got "
+                          f"{samples.shape}")
+    finite = np.all(np.isfinite(samples), axis=1)
+    if finite.sum() < 2:
+        raise BiosigError("prior_samples has fewer than 2 rows without NaN or inf")
+    return samples[finite]
+
+
+def _empirical_posterior(model, target: int, samples: np.ndarray, beta: float):
+    """Exact ``p(x|c*) ∝ p(c*|x)^β p₀(x)`` for ``p₀`` the empirical distribution of ``samples``.
+
+    The posterior is the sample reweighted by ``w_i ∝ p(c*|x_i)^β``: no mean-field
+    approximation is needed. Returns mean, std, KL(q ‖ p₀) and the effective sample size.
+    """
+    proba = np.asarray(model.predict_proba(samples), dtype=np.float64)[:, target]
+    log_w = beta * np.log(np.maximum(proba, _TINY_PROBABILITY))
+    w = np.exp(log_w - log_w.max())
+    w /= w.sum()
+    mean = w @ samples
+    var = w @ (samples - mean) ** 2
+    nonzero = w > 0
+    kl = float(np.sum(w[nonzero] * np.log(w[nonzero] * samples.shape[0])))
+    return mean, np.sqrt(var), kl, float(1.0 / np.sum(w**2))
+
+
 # -- public API -----------------------------------------------------------------------------------
 
 
@@ -478,7 +531,7 @@ def _check_settings(prior, beta, damping, tol, max_iter, gradient, fd_step):
 
 def inverse_inference(model, target_class, *, prior="gaussian", prior_mean=None, prior_var=None,
                       beta=1.0, damping=0.3, tol=1e-4, max_iter=500, gradient="auto",
-                      fd_step=1e-2) -> Prototype:
+                      fd_step=1e-2, prior_samples=None) -> Prototype:
     """Mean-field posterior over inputs given a desired class, ``p(x|c*) ∝ p(c*|x)^β p₀(x)``.
 
     Parameters
@@ -490,9 +543,13 @@ def inverse_inference(model, target_class, *, prior="gaussian", prior_mean=None,
     target_class : class name, class label or int
         The class ``c*``: a label from ``model.classes_`` or its string form, or else its
         index (a label matches first: with labels 1, 2, 3 the value 1 is the first class).
-    prior : {"gaussian", "bernoulli"}
-        Input prior ``p₀``: independent Gaussians (continuous features) or independent
-        Bernoullis (binary inputs).
+    prior : {"gaussian", "bernoulli", "empirical"}
+        Input prior ``p₀``: independent Gaussians (continuous features), independent
+        Bernoullis (binary inputs), or the empirical distribution of ``prior_samples``. The
+        first two are solved by mean field; the empirical posterior is exact (the samples
+        reweighted by ``p(c*|x)^β``), and, unlike the other two, keeps the correlations of
+        real inputs: with a Gaussian prior the mean-field mean stops where ``p(c*|μ)``
+        saturates, near the decision boundary (see docs/explain.md).
     prior_mean : array_like, shape (F,), optional
         Gaussian: prior means ``μ₀`` (default: the training feature means recorded in the
         model card's ``training.feature_mean``, or a biosig estimator's ``mean_``).
@@ -516,6 +573,9 @@ def inverse_inference(model, target_class, *, prior="gaussian", prior_mean=None,
         Finite-difference step, relative to the prior standard deviation (Gaussian) or in
         input units (Bernoulli). 1e-2 balances truncation against float32 rounding of an ONNX
         model's logits.
+    prior_samples : array_like, shape (n, F), optional
+        Empirical prior only (required there): reference inputs, e.g. the training windows or
+        a recent buffer of live windows. Rows with NaN or inf are left out.
 
     Returns
     -------
@@ -529,6 +589,12 @@ def inverse_inference(model, target_class, *, prior="gaussian", prior_mean=None,
     beta, damping, tol, max_iter, fd_step = _check_settings(prior, beta, damping, tol, max_iter,
                                                             gradient, fd_step)
     target, target_name = _resolve_target(model, target_class)
+    if prior != "empirical" and prior_samples is not None:
+        raise BiosigError("prior_samples is for prior='empirical'")
+    if prior == "empirical":
+        return _empirical_prototype(model, target, target_name, beta,
+                                    _empirical_samples(model, prior_samples, prior_mean,
+                                                       prior_var))
     if prior == "gaussian":
         prior_mu, prior_v = _gaussian_prior(model, prior_mean, prior_var)
         log_p_gradient = _gradient_function(model, target, gradient, True,
@@ -553,6 +619,24 @@ def inverse_inference(model, target_class, *, prior="gaussian", prior_mean=None,
                      kl_to_prior=kl, converged=result.converged, n_iter=result.n_iter,
                      feature_names=_feature_names(model, result.mean.size), prior=prior,
                      beta=beta, _target_index=target)
+
+
+def _empirical_prototype(model, target: int, target_name: str, beta: float,
+                         samples: np.ndarray) -> Prototype:
+    mean, std, kl, n_effective = _empirical_posterior(model, target, samples, beta)
+    if n_effective < _FEW_EFFECTIVE_SAMPLES:
+        # INFO, not WARNING: live, a class nobody performed lately is the normal case, and
+        # Prototype.n_effective tells the caller anyway.
+        logger.info("inverse inference for class %s rests on ~%.1f of %d reference windows: "
+                    "few look like this class", target_name, n_effective, samples.shape[0])
+    posterior = np.asarray(model.predict_proba(mean[None, :]), dtype=np.float64)[0]
+    logger.info("inverse inference %s (empirical prior, %d windows, β=%g): p(c*|mean)=%.3f, "
+                "KL=%.2f nats, %.1f effective windows", target_name, samples.shape[0], beta,
+                posterior[target], kl, n_effective)
+    return Prototype(mean=mean, std=std, posterior=posterior, target=target_name,
+                     kl_to_prior=kl, converged=True, n_iter=0,
+                     feature_names=_feature_names(model, mean.size), prior="empirical",
+                     beta=beta, n_effective=n_effective, _target_index=target)
 
 
 def prototypes(model, **kwargs) -> dict[str, Prototype]:
