@@ -96,6 +96,9 @@ def _fitted(kind, X, y):
     make = {
         "jsu": lambda: JSUClassifier(translation="robust", max_iter=100),
         "sdgm": lambda: SDGMClassifier(n_components=2, max_iter=3, random_state=0),
+        # The full quadratic form: the layout whose products the compact graph gathers.
+        "sdgm-full": lambda: SDGMClassifier(n_components=2, covariance="full", max_iter=3,
+                                            random_state=0),
         "jsu-sdgm": lambda: JSUSDGMClassifier(n_components=2, translation="robust", max_iter=2,
                                               random_state=0),
         "lda": lambda: LDAClassifier(),
@@ -103,7 +106,7 @@ def _fitted(kind, X, y):
     return make().fit(X[::4], y[::4])
 
 
-@pytest.mark.parametrize("kind", ["jsu", "sdgm", "jsu-sdgm"])
+@pytest.mark.parametrize("kind", ["jsu", "sdgm", "sdgm-full", "jsu-sdgm"])
 def test_compact_graph_equals_the_estimators_graph(kind, myo_features):
     from biosig.nets.export import CompactGraph
 
@@ -126,7 +129,7 @@ def test_exported_graphs_are_compact_and_agree_with_torch(myo_features, tmp_path
     # Diagonal JSU: logits and density from one product; asinh and the Jacobian: one log each.
     assert ops.count("Gemm") + ops.count("MatMul") == 1 and ops.count("Log") == 2
     assert "Gather" not in ops and "Where" not in ops
-    sdgm = _fitted("sdgm", X, y)
+    sdgm = _fitted("sdgm-full", X, y)
     stored = _export(sdgm, tmp_path / "sdgm.onnx")
     # φ's products come from whole rows of hᵀ: every Gather runs along axis 0.
     gathers = [node for node in stored.graph.node if node.op_type == "Gather"]

@@ -13,15 +13,23 @@ mixing weight ``π_cm``) falls below ``component_threshold`` — so the number o
 of live components comes out of training.
 
 KL weighting (METHODS.md §3.3: the public demo multiplies the KL by <= 1e-9, i.e. switches it
-off, and does not divide it by the data-set size): here the loss per sample is
-``cross_entropy + kl_weight · ramp(epoch) · KL / N`` — the per-sample negative ELBO, with ``N``
-the number of training samples — where ``ramp`` rises linearly from 0 to 1 over the first
-``kl_warmup`` (30 %) of the epochs so the data fit is established before the prior prunes.
-``kl_weight = 1`` is plain variational Bayes; the estimators default to 10 (the prior counted
-ten times, a "tempered" posterior), chosen on the Myo data (train session 1, validate on
-session 2, three participants): accuracy 0.781 / 0.793 / 0.804 / 0.785 for kl_weight
-1 / 3 / 10 / 30 on participant 12345, with 5257 / 2645 / 921 / 114 of 29376 weights live; on
-the other two participants 10 was within 0.5 % of the best and had the best or second-best NLL.
+off, and does not divide it by the data-set size): the loss per sample is
+``cross_entropy + kl_weight · ramp(epoch) · KL / N``, with ``N`` the number of training samples
+and ``ramp`` rising linearly from 0 to 1 over the first ``kl_warmup`` (30 %) of the epochs, so
+the data fit is established before the prior prunes. With ``kl_weight = 1`` (the default) this
+is the negative ELBO ``-(Σ_n E_q log p(y_n | x_n, w) - KL(q || p))`` divided by ``N``
+(Molchanov et al. 2017, eq. 3): the prior's pull on each weight, per training sample, falls
+as ``1/N``, as a posterior's should. A multiplier above 1 counts the prior several times, and
+its relative strength then depends on ``N``: the earlier default 10, chosen on ~9200 Myo
+windows, pruned 99-100 % of the weights on ~800-1400 samples (GRABMyo, UCI CTG) and lost 7-13
+points there. The evidence for the defaults is in :class:`~biosig.nets.SDGMClassifier`.
+
+The columns of ``φ`` are standardised on the training data before the ARD layer
+(:meth:`SDGMHead.fit_scaling`). The log-uniform prior is scale-free, so this changes the
+optimisation, not the model: Adam moves every weight by about the same amount per step, and
+without it a step on the square of a heavy-tailed feature (standardised values up to 24 on
+the UCI CTG table, squares up to ~570) changes the log-score hundreds of times more than a
+step on a linear term.
 
 Out-of-distribution score: the class log-scores of a discriminatively trained model are
 log-joints only up to a function of ``h`` shared by all classes (the softmax cannot see it), and
@@ -222,10 +230,40 @@ class SDGMHead(nn.Module):
                                 prune_threshold)
         self.register_buffer("component_alive",
                              torch.ones(self.n_classes, self.n_components, dtype=torch.bool))
+        n_expanded = self.expansion.n_outputs
+        self.register_buffer("phi_mean", torch.zeros(n_expanded))
+        self.register_buffer("phi_scale", torch.ones(n_expanded))
+
+    @torch.no_grad()
+    def fit_scaling(self, h: torch.Tensor, chunk: int = 4096) -> None:
+        """Standardise every column of ``φ(h)`` to zero mean and unit variance on ``h`` (N, D).
+
+        A reparameterisation, not a change of model: the log-uniform prior is scale-free and
+        the shift goes into the bias (:class:`FrozenSDGMHead` folds both into the weights).
+        It makes one Adam step and the initial weights mean the same change of log-score for
+        every term (see the module docstring).
+        """
+        total = torch.zeros(self.expansion.n_outputs, dtype=torch.float64, device=h.device)
+        total_sq = torch.zeros_like(total)
+        for start in range(0, len(h), chunk):  # bounded memory for the full expansion
+            phi = self.expansion(h[start:start + chunk]).double()
+            total += phi.sum(dim=0)
+            total_sq += (phi * phi).sum(dim=0)
+        n = max(len(h), 1)
+        mean = total / n
+        scale = torch.sqrt(torch.clamp(total_sq / n - mean * mean, min=0.0))
+        constant = scale <= 1e-6 * torch.clamp(mean.abs(), min=1.0)
+        self.phi_mean.copy_(mean)
+        self.phi_scale.copy_(torch.where(constant, torch.ones_like(scale), scale))
+
+    def scaled_expansion(self, h: torch.Tensor) -> torch.Tensor:
+        """Standardised ``φ(h)`` (identity until :meth:`fit_scaling`)."""
+        return (self.expansion(h) - self.phi_mean) / self.phi_scale
 
     def component_scores(self, h: torch.Tensor) -> torch.Tensor:
         """Log-score of every (class, component), shape (N, C, M); pruned ones at -inf."""
-        scores = self.linear(self.expansion(h)).reshape(-1, self.n_classes, self.n_components)
+        scores = self.linear(self.scaled_expansion(h))
+        scores = scores.reshape(-1, self.n_classes, self.n_components)
         return scores.masked_fill(~self.component_alive, float("-inf"))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
@@ -322,8 +360,10 @@ class FrozenSDGMHead(nn.Module):
             alive = head.component_alive.reshape(-1)
             weight = torch.where(linear.live_mask, linear.weight, torch.zeros_like(linear.weight))
             weight = weight * alive[:, None].to(weight.dtype)
-            dead = torch.full_like(linear.bias, DEAD_COMPONENT_LOGIT)
-            bias = torch.where(alive, linear.bias, dead)
+            # Fold the φ standardisation into the weights and bias (exact, and one op less).
+            weight = weight / head.phi_scale
+            bias = linear.bias - weight @ head.phi_mean
+            bias = torch.where(alive, bias, torch.full_like(bias, DEAD_COMPONENT_LOGIT))
             used = torch.nonzero(weight.abs().sum(dim=0) > 0).reshape(-1)
             if used.numel() == 0:
                 # Everything pruned: keep one (all-zero) column so the graph keeps its shape.
