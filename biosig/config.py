@@ -57,6 +57,7 @@ from biosig._checks import (
     check_option,
     check_positive,
 )
+from biosig._config_section import ConfigSection, check_bool, check_known_keys
 from biosig.ctg.config import CTG_FEATURE_NAMES, CTGConfig, check_ctg_feature_names, is_ctg_feature_set
 from biosig.dsp.envelope import ENVELOPE_KINDS, window_samples
 from biosig.dsp.features import FEATURE_NAMES, check_feature_names
@@ -75,49 +76,8 @@ def _optional_positive(value, name: str) -> float | None:
     return None if value is None else check_positive(value, name)
 
 
-def _check_known_keys(cls, data: dict, where: str) -> None:
-    """Refuse keys of ``data`` that are not fields of the dataclass ``cls``, naming the valid ones."""
-    known = [f.name for f in dataclasses.fields(cls)]
-    for key in data:
-        if key not in known:
-            raise BiosigError(f"unknown key {key!r} in {where}; valid keys: {', '.join(known)}")
-
-
-def _check_bool(value, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise BiosigError(f"{name} must be true or false, got {value!r}")
-    return value
-
-
-def _to_plain(value):
-    """Tuples become lists, so ``to_dict()`` output is what JSON/TOML gives back."""
-    if isinstance(value, tuple):
-        return [_to_plain(v) for v in value]
-    if isinstance(value, list):
-        return [_to_plain(v) for v in value]
-    return value
-
-
-class _ConfigMixin:
-    """``to_dict`` / ``from_dict`` for flat config dataclasses."""
-
-    _section = "config"
-
-    def to_dict(self) -> dict:
-        """Plain dict (lists, numbers, strings, None), JSON-serialisable."""
-        return {f.name: _to_plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-    @classmethod
-    def from_dict(cls, data: dict):
-        """Build from a dict such as :meth:`to_dict` returns; unknown keys are refused."""
-        if not isinstance(data, dict):
-            raise BiosigError(f"[{cls._section}] must be a table of key = value, got {data!r}")
-        _check_known_keys(cls, data, f"[{cls._section}]")
-        return cls(**data)
-
-
 @dataclass
-class PreprocessConfig(_ConfigMixin):
+class PreprocessConfig(ConfigSection):
     """What the :class:`biosig.dsp.Preprocessor` does. The defaults do nothing (pass-through).
 
     Parameters
@@ -188,7 +148,7 @@ class PreprocessConfig(_ConfigMixin):
         if self.filter_order > 12:
             raise BiosigError(f"filter_order must be <= 12, got {self.filter_order}")
         check_option(self.filter_init, "filter_init", FILTER_INITS)
-        _check_bool(self.rectify, "rectify")
+        check_bool(self.rectify, "rectify")
         check_option(self.envelope, "envelope", ENVELOPE_KINDS)
         self.envelope_window_s = check_positive(self.envelope_window_s, "envelope_window_s")
         self.envelope_cutoff_hz = check_positive(self.envelope_cutoff_hz, "envelope_cutoff_hz")
@@ -265,7 +225,7 @@ class PreprocessConfig(_ConfigMixin):
 
 
 @dataclass
-class WindowConfig(_ConfigMixin):
+class WindowConfig(ConfigSection):
     """Analysis windows.
 
     Parameters
@@ -292,7 +252,7 @@ class WindowConfig(_ConfigMixin):
 
 
 @dataclass
-class FeatureConfig(_ConfigMixin):
+class FeatureConfig(ConfigSection):
     """Per-window features.
 
     Parameters
@@ -436,7 +396,7 @@ class PipelineConfig:
         """Build from a nested dict (as :meth:`to_dict` or a TOML file gives)."""
         if not isinstance(data, dict):
             raise BiosigError(f"pipeline config must be a table, got {data!r}")
-        _check_known_keys(cls, data, "pipeline config")
+        check_known_keys(cls, data, "pipeline config")
         kwargs = dict(data)
         for name, kind in _SECTIONS.items():
             if name in kwargs:

@@ -23,6 +23,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from biosig._checks import BiosigError, check_int, check_positive
+from biosig._config_section import ConfigSection
 
 #: The CTG FIGO features, in their default order. Each is computed per window; the FHR ones
 #: are named ``<feature>:<FHR label>``, ``contractions`` ``contractions:<UC label>``.
@@ -79,7 +80,7 @@ def _positive(value, name):
 
 
 @dataclass
-class CTGConfig:
+class CTGConfig(ConfigSection):
     """Signal-loss, artefact, baseline, event and contraction rules of the CTG chain.
 
     Parameters
@@ -185,23 +186,6 @@ class CTGConfig:
         self.baseline_bands_bpm = tuple(_positive(b, "baseline_bands_bpm") for b in bands)
         if not self.baseline_bands_bpm:
             raise BiosigError("[ctg] baseline_bands_bpm needs at least one band")
-
-    def to_dict(self) -> dict:
-        """Plain dict (lists, numbers, strings), JSON-serialisable."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        out["baseline_bands_bpm"] = list(self.baseline_bands_bpm)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "CTGConfig":
-        """Build from a dict such as :meth:`to_dict` returns; unknown keys are refused."""
-        if not isinstance(data, dict):
-            raise BiosigError(f"[ctg] must be a table of key = value, got {data!r}")
-        known = [f.name for f in dataclasses.fields(cls)]
-        for key in data:
-            if key not in known:
-                raise BiosigError(f"unknown key {key!r} in [ctg]; valid keys: {', '.join(known)}")
-        return cls(**data)
 
     def samples(self, seconds: float, fs: float) -> int:
         """``seconds`` as a whole number of samples at ``fs`` Hz (at least 1)."""

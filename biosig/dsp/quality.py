@@ -39,13 +39,13 @@ state). Maxima, minima and integer counts are exact, so any chunking gives bit-i
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from biosig._checks import BiosigError, check_int, check_positive
+from biosig._config_section import ConfigSection, check_bool
 from biosig.dsp.resample import rational_ratio
 from biosig.dsp.windows import window_lengths
 
@@ -100,14 +100,8 @@ def at_rails(x, low: float, high: float, out=None, scratch=None, *,
     return out
 
 
-def _check_bool(value, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise BiosigError(f"{name} must be true or false, got {value!r}")
-    return value
-
-
 @dataclass
-class QualityConfig:
+class QualityConfig(ConfigSection):
     """Per-window signal-quality checks of the EMG pipeline (the ``[quality]`` section).
 
     The defaults flag no window of the bundled Myo and GRABMyo recordings (see
@@ -149,8 +143,8 @@ class QualityConfig:
     flat_ptp: float = 0.0
 
     def __post_init__(self):
-        _check_bool(self.clipping, "clipping")
-        _check_bool(self.flat, "flat")
+        check_bool(self.clipping, "clipping")
+        check_bool(self.flat, "flat")
         self.clip_share = check_positive(self.clip_share, "clip_share", allow_zero=True)
         if self.clip_share >= 1.0:
             raise BiosigError(
@@ -175,24 +169,6 @@ class QualityConfig:
         """Nothing depends on the rate; present for symmetry with the other sections."""
         return self
 
-    def to_dict(self) -> dict:
-        """Plain dict (lists, numbers, booleans, None), JSON-serialisable."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        out["rails"] = None if self.rails is None else list(self.rails)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "QualityConfig":
-        """Build from a dict such as :meth:`to_dict` returns; unknown keys are refused."""
-        if not isinstance(data, dict):
-            raise BiosigError(f"[quality] must be a table of key = value, got {data!r}")
-        known = [f.name for f in dataclasses.fields(cls)]
-        for key in data:
-            if key not in known:
-                raise BiosigError(
-                    f"unknown key {key!r} in [quality]; valid keys: {', '.join(known)}"
-                )
-        return cls(**data)
 
 
 @dataclass

@@ -475,16 +475,7 @@ class WindowFeatures:
             out += abf[1, 1 : count + 1]
         for j in range(2, n_blocks):
             out += abf[2, j : count + j]
-        if self._rms_columns is not None:
-            rms = out[:, self._rms_columns]
-            np.sqrt(rms, out=rms)
-        starts = np.arange(first * self.hop, (last + 1) * self.hop, self.hop, dtype=np.int64)
-        return FeatureBatch(
-            t_end=t[starts + (self.length - 1 - t_first)],
-            features=out,
-            flags=self._window_flags(starts),
-            start_index=starts,
-        )
+        return self._finish_windows(out, first, last, t, t_first)
 
     def _many_block_sums(self, b0: int, b1: int, abf: np.ndarray) -> None:
         """A, B, F rows of blocks [b0, b1) into ``abf``, shape (3, b1 - b0, n_cols).
@@ -622,6 +613,12 @@ class WindowFeatures:
         # Window k: A of block k, B of block k + 1, F of the others, added in this order.
         parts = self._sums_flat.take(index)  # (count, n_blocks, n_cols)
         out = np.add.reduce(parts, axis=1)
+        return self._finish_windows(out, first, last, t, t_first)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _finish_windows(self, out: np.ndarray, first: int, last: int, t,
+                        t_first: int) -> FeatureBatch:
+        """Windows ``first``..``last`` from their summed features ``out`` (RMS still squared)."""
         if self._rms_columns is not None:
             rms = out[:, self._rms_columns]
             np.sqrt(rms, out=rms)
@@ -633,7 +630,6 @@ class WindowFeatures:
             start_index=starts,
         )
 
-    # -- helpers ---------------------------------------------------------------------------
     def _as_samples(self, array, n: int, name: str) -> np.ndarray:
         arr = np.asarray(array, dtype=np.float64)
         if arr.ndim == 1:
