@@ -48,6 +48,27 @@ def check_option(value, name: str, allowed) -> str:
     return value
 
 
+def check_names(names, valid, what: str) -> tuple[str, ...]:
+    """Return ``names`` (one name or several) as a tuple, refusing unknown or repeated ones.
+
+    ``what`` names the kind in the messages ("feature", "CTG feature").
+    """
+    if isinstance(names, str):
+        names = (names,)
+    names = tuple(names)
+    if not names:
+        raise BiosigError(f"give at least one {what}")
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        listed = ", ".join(repr(n) for n in unknown)
+        plural = "s" if len(unknown) > 1 else ""
+        raise BiosigError(f"unknown {what}{plural} {listed}; valid {what}s: {', '.join(valid)}")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise BiosigError(f"{what}(s) listed twice: {', '.join(repeated)}")
+    return names
+
+
 def check_existing_file(path, name: str = "file") -> Path:
     """Return ``path`` as a :class:`Path` if it names an existing regular file."""
     p = Path(path)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from biosig._checks import BiosigError, check_int, check_positive
+from biosig._checks import BiosigError, check_int, check_names, check_positive
 from biosig._config_section import ConfigSection
 
 #: The CTG FIGO features, in their default order. Each is computed per window; the FHR ones
@@ -59,20 +59,7 @@ def is_ctg_feature_set(names) -> bool:
 
 def check_ctg_feature_names(names) -> tuple[str, ...]:
     """Return ``names`` as a tuple, refusing unknown or repeated CTG feature names."""
-    if isinstance(names, str):
-        names = (names,)
-    names = tuple(names)
-    if not names:
-        raise BiosigError("give at least one feature")
-    unknown = [n for n in names if n not in CTG_FEATURE_NAMES]
-    if unknown:
-        raise BiosigError(
-            f"unknown CTG feature(s) {unknown}; valid CTG features: {', '.join(CTG_FEATURE_NAMES)}"
-        )
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise BiosigError(f"feature(s) listed twice: {', '.join(repeated)}")
-    return names
+    return check_names(names, CTG_FEATURE_NAMES, "CTG feature")
 
 
 def _positive(value, name):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from biosig._checks import BiosigError, check_positive
+from biosig._checks import BiosigError, check_names, check_positive
 
 #: Every feature :class:`FeatureExtractor` knows, in its default order.
 FEATURE_NAMES = ("env_mean", "rms", "mav", "wl", "zc", "ssc")
@@ -32,20 +32,7 @@ _WINDOWS_PER_BLOCK = 4
 
 def check_feature_names(features) -> tuple[str, ...]:
     """Return ``features`` as a tuple, refusing unknown or repeated names."""
-    if isinstance(features, str):
-        features = (features,)
-    features = tuple(features)
-    if not features:
-        raise BiosigError("give at least one feature")
-    for name in features:
-        if name not in FEATURE_NAMES:
-            raise BiosigError(
-                f"unknown feature {name!r}; valid features: {', '.join(FEATURE_NAMES)}"
-            )
-    repeated = sorted({f for f in features if features.count(f) > 1})
-    if repeated:
-        raise BiosigError(f"feature(s) listed twice: {', '.join(repeated)}")
-    return features
+    return check_names(features, FEATURE_NAMES, "feature")
 
 
 class FeatureExtractor:

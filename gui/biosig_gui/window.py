@@ -240,7 +240,7 @@ class MainWindow(QtWidgets.QMainWindow):
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([1040, 560])
         self.setCentralWidget(splitter)
-        self.placeholder = self.plots.addLabel("waiting for a stream…", size="14pt")
+        self.plots.addLabel("waiting for a stream…", size="14pt")
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
@@ -589,9 +589,7 @@ class MainWindow(QtWidgets.QMainWindow):
         session = self.session
         state = session.state if session is not None else "stopped"
         if session is not None and state in ("running", "lost") and self._built_for is not session:
-            self._build_plots(session)
-            if self.placeholder is not None:
-                self.placeholder = None
+            self._build_plots(session)  # clears the "waiting for a stream" label
         if session is not None and self._built_for is session:
             self._draw(session, state)
         now = time.monotonic()
