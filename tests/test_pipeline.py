@@ -199,3 +199,17 @@ def test_live_pipeline_survives_an_outlet_restart(unique_name):
     # Windows keep coming after the restart (hop 50 ms over 6 s of data, minus the first window).
     assert len(results) >= 110
     assert np.isfinite(results.features).all()
+
+
+def test_warm_up_leaves_the_processor_state_untouched(shared_data):
+    stream = _myo_stream(shared_data)
+    config = PipelineConfig.for_rate(stream.srate, modality="EMG")
+    half = stream.n_samples // 2
+    warmed = StreamProcessor(config, stream.srate, stream.channel_labels)
+    first = warmed.process(stream.data[:half], stream.timestamps[:half])
+    warmed.warm_up()  # mid-stream: the filters and partial windows must carry on as before
+    second = warmed.process(stream.data[half:], stream.timestamps[half:])
+    reference = process_recording(stream, config)
+    np.testing.assert_array_equal(np.concatenate([first.t_end, second.t_end]), reference.t_end)
+    np.testing.assert_array_equal(np.vstack([first.features, second.features]),
+                                  reference.features)

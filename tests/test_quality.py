@@ -135,6 +135,66 @@ def test_streaming_check_equals_a_direct_computation_in_any_chunking(myo, length
     np.testing.assert_array_equal(checker.reset().push(x).clipped, expected[0])
 
 
+def _random_faults(rng, n_samples: int, n_channels: int) -> np.ndarray:
+    """int8-like noise with random stretches at and beyond the rails, constant and 1-step
+    dithered stretches, NaN and ±Inf bursts (often overlapping each other)."""
+    x = rng.integers(-60, 61, size=(n_samples, n_channels)).astype(np.float64)
+    for _ in range(n_samples // 25):
+        c, start = rng.integers(n_channels), rng.integers(n_samples)
+        stretch = slice(start, start + rng.integers(1, 60))
+        kind = rng.integers(7)
+        if kind == 0:
+            x[stretch, c] = rng.choice([127.0, -128.0, 200.0, -130.0])  # at / beyond a rail
+        elif kind == 1:
+            x[stretch, c] = x[start, c]  # stuck
+        elif kind == 2:
+            x[stretch, c] = x[start, c] + np.arange(len(x[stretch, c])) % 2  # peak-to-peak 1
+        elif kind == 3:
+            x[stretch, c] = np.nan
+        elif kind == 4:
+            x[stretch, c] = rng.choice([np.inf, -np.inf])
+        elif kind == 5:  # one non-finite sample, e.g. inside a stuck or railed stretch
+            x[start, c] = rng.choice([np.inf, -np.inf, np.nan])
+        else:  # railed samples scattered at random
+            at = rng.random(len(x[stretch, c])) < 0.7
+            x[stretch, c] = np.where(at, 127.0, x[stretch, c])
+    return x
+
+
+@pytest.mark.parametrize("seed, length_s, hop_s, up, down", [
+    (1, 0.2, 0.05, 1, 1),     # length a multiple of the hop
+    (2, 0.23, 0.05, 1, 1),    # heads of 3 samples
+    (3, 0.05, 0.12, 1, 1),    # hop longer than the window
+    (4, 0.2, 0.05, 3, 2),     # upsampling: some outputs bring no new input sample
+    (5, 0.23, 0.07, 2, 5),    # downsampling, with heads
+    (6, 0.01, 0.03, 3, 2),    # windows of 1 or 2 input samples (one sample is never flat)
+])
+def test_flags_equal_a_window_by_window_reference_on_random_faults(seed, length_s, hop_s, up,
+                                                                   down):
+    rng = np.random.default_rng(seed)
+    fs, x = 100.0, _random_faults(rng, 5000, 5)  # over 4096 samples: one push goes in pieces
+    configs = [QualityConfig(clip_share=0.2, flat_ptp=1.0),
+               QualityConfig(clip_share=0.0, flat=False),          # clipping only, any sample
+               QualityConfig(clipping=False),                      # flat only, exactly constant
+               QualityConfig(clipping=False, flat=False),
+               QualityConfig(rails=(-100.0, 90.0), clip_share=0.4)]  # configured rails
+    for k, config in enumerate(configs):
+        expected = _direct_quality(x, config, fs, length_s, hop_s, "int8", up, down)
+        assert expected[0].any() == config.clipping and expected[1].any() == config.flat
+        checker = WindowQuality(config, fs, x.shape[1], length_s, hop_s, channel_format="int8",
+                                up=up, down=down)
+        sizes = rng.integers(0, 3 * checker.length, size=50).tolist()
+        batches = [window_quality(x, config, fs, length_s, hop_s, channel_format="int8", up=up,
+                                  down=down),
+                   _push_in_chunks(checker, x, sizes)]
+        if k == 0:
+            batches.append(_push_in_chunks(checker.reset(), x, [1]))
+        for batch in batches:
+            np.testing.assert_array_equal(batch.clipped, expected[0])
+            np.testing.assert_array_equal(batch.flat, expected[1])
+            np.testing.assert_array_equal(batch.end_index, expected[2])
+
+
 def test_rails_come_from_the_integer_format_or_the_configuration(myo):
     assert integer_rails("int8") == (-128.0, 127.0)
     assert integer_rails("int16") == (-32768.0, 32767.0)

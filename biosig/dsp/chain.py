@@ -159,7 +159,7 @@ class FeatureChain:
         """Finite samples: preprocess them straight into the window-feature buffers."""
         pre, features = self.preprocessor, self.features
         n = x.shape[0]
-        filtered_out, envelope_out = features._reserve(n, extra=pre._filter_scratch_rows)
+        filtered_out, envelope_out = features._reserve(n)
         if envelope_out is None:  # no feature needs the envelope: scratch rows
             envelope_out = np.empty((n, self.n_channels))
         pre._process_finite_into(x, filtered_out, envelope_out)

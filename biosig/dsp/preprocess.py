@@ -245,18 +245,9 @@ class Preprocessor:
         return filtered, envelope, replaced
 
     def _envelope_of(self, filtered: np.ndarray) -> np.ndarray:
-        if self._rectify_first:
-            rectified = np.abs(filtered)
-        else:
-            rectified = filtered
-        if self._envelope is None:
-            return rectified.copy() if rectified is filtered else rectified
-        return self._envelope._process(rectified)
-
-    @property
-    def _filter_scratch_rows(self) -> int:
-        """Extra rows :meth:`_process_finite_into` needs in ``filtered_out``."""
-        return 0 if self._filter is None else self._filter._n_states
+        if self._envelope is not None:
+            return self._envelope._process(filtered, rectify=self._rectify_first)
+        return np.abs(filtered) if self._rectify_first else filtered.copy()
 
     def _process_finite_into(
         self, x: np.ndarray, filtered_out: np.ndarray, envelope_out: np.ndarray
@@ -276,13 +267,11 @@ class Preprocessor:
         else:
             filtered = filtered_out[:n]
             filtered[...] = x
-        if self._rectify_first:
-            rectified = np.abs(filtered, out=envelope_out)
+        if self._envelope is not None:  # rectified on the way in
+            self._envelope._process(filtered, out=envelope_out, rectify=self._rectify_first)
+        elif self._rectify_first:
+            np.abs(filtered, out=envelope_out)
         else:
-            rectified = filtered
-        if self._envelope is not None:
-            self._envelope._process(rectified, out=envelope_out)
-        elif rectified is filtered:
             envelope_out[...] = filtered
         if self._no_replacement.shape[0] < n:
             self._no_replacement = np.zeros((2 * n, self.n_channels), dtype=bool)

@@ -28,13 +28,18 @@ and ``P(0) = 0`` (the rate converter's own accounting, :mod:`biosig.dsp.resample
 one, ``P(m) = m``. A window's quality is that of its input samples, and it is complete in the
 push that brings its last input sample: the push in which the feature chain returns it.
 
-Cost: each sample is reduced once, whatever the window overlap (a window of 4 hops does not
-read its samples 4 times). Each hop of samples is cut into a *head* (the first
-``length mod hop`` samples) and a *tail*; each part is reduced once (maximum, minimum, count at
-a rail) when the window it completes is emitted, and a window then combines ``length // hop``
-stored hop results (one row per channel each) with one head. Samples wait in a preallocated
-buffer; a push that completes no window only copies its samples there (no allocation in steady
-state). Maxima, minima and integer counts are exact, so any chunking gives bit-identical flags.
+Cost: the check is compiled loops (:mod:`numba`; compiled on first use, a few seconds once,
+then cached beside this module), one call per push that completes windows. That call cuts each
+hop of the samples the windows need into a *head* (the first ``length mod hop`` samples) and a
+*tail*, folds each part once into per-channel maximum, minimum and count at a rail (finite
+samples only), and gives each window the combination of ``length // hop`` hop results and one
+head: within a push each sample is read once, whatever the window overlap. Only the samples
+are carried from one push to the next, so a sample in windows completed by several pushes is
+read by each: live, where a push completes about one window, ``length / hop`` reads per sample
+(a few hundred comparisons per window); a whole recording, about one. Samples wait in a
+preallocated buffer; a push that completes no window only copies its samples there (no
+allocation in steady state). Maxima, minima and integer counts are exact, so any chunking
+gives bit-identical flags.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from biosig._checks import BiosigError, check_int, check_positive
@@ -83,7 +89,7 @@ def at_rails(x, low: float, high: float, out=None, scratch=None, *,
     low, high : float
         The rails.
     out, scratch : ndarray of bool, shape of ``x``, optional
-        Where to write the result, and a work array (the live path passes preallocated ones).
+        Where to write the result, and a work array (preallocated ones on a hot path).
     finite_only : bool
         Leave out ±Inf (which compare as beyond the rails). False for samples known to hold no
         Inf (NaN compares False anyway).
@@ -246,19 +252,6 @@ class _Rows:
         self.size -= n
 
 
-class _Scratch:
-    """Work arrays of ``width`` columns, grown (never shrunk) to the rows a call needs."""
-
-    def __init__(self, width: int, dtype, rows: int = 64):
-        self._width, self._dtype = width, dtype
-        self._array = np.empty((rows, width), dtype=dtype)
-
-    def get(self, n: int) -> np.ndarray:
-        if n > self._array.shape[0]:
-            self._array = np.empty((2 * n, self._width), dtype=self._dtype)
-        return self._array[:n]
-
-
 def rate_ratio(fs: float, resample_hz=None, decimate: int = 1) -> tuple[int, int]:
     """``(up, down)`` of the preprocessing's rate change (``(1, 1)``: none), as the
     :class:`~biosig.dsp.Preprocessor` applies it."""
@@ -291,14 +284,6 @@ class WindowQuality:
         The rails in use (None: no clipping check).
     length, hop : int
         Window length and hop in samples at ``fs * up / down``.
-
-    Notes
-    -----
-    The buffered samples are stored as ``[x, -x]`` side by side (``-x`` written when they are
-    reduced), so one ``fmax`` reduction gives each segment's maximum and minus its minimum.
-    ±Inf, once seen, are stored as NaN, which every reduction skips (they are the non-finite
-    guard's to flag). Counts at a rail are skipped while no sample has reached a rail, the
-    usual case.
     """
 
     def __init__(self, config: QualityConfig, fs: float, n_channels: int, length_s: float,
@@ -326,28 +311,19 @@ class WindowQuality:
     def reset(self) -> "WindowQuality":
         """Forget the stream: the next sample is the first of the first window again."""
         ch = self.n_channels
-        self._q, self._r = divmod(self.length, self.hop)
-        self._uniform = self.up == self.down == 1  # no rate change: P(m) = m
-        width = 2 * ch if self.checks_flat else ch
         window_and_hop = self._position(self.length + self.hop) + 1  # in input samples
         # A few windows' worth: small enough to stay in the CPU caches beside the feature
         # chain's buffers (a long push grows it once).
-        self._raw = _Rows(width, np.float64, 4 * window_and_hop + 256)
+        self._raw = _Rows(ch, np.float64, 4 * window_and_hop + 256)
         self._raw_first = 0  # absolute index of the first buffered sample
         self._n_seen = 0
         self._windows_done = 0
-        self._blocks_done = 0  # hop blocks whose head and tail are reduced and stored
         self._next_window_end = self._position(self.length)  # inputs the next window needs
-        self._last_rail_block = -1  # latest block that may hold a sample at a rail
-        self._block_extremes = _Rows(width, np.float64, 2 * self._q + 64)
-        self._block_counts = _Rows(ch, np.int64, 2 * self._q + 64)
-        self._segment_extremes = _Scratch(width, np.float64)
-        self._segment_counts = _Scratch(ch, np.int64)
-        self._window_extremes = _Scratch(width, np.float64)
-        self._window_counts = _Scratch(ch, np.int64)
-        self._at_rail = _Scratch(ch, bool, 2 * window_and_hop)
-        self._at_rail_work = _Scratch(ch, bool, 2 * window_and_hop)
-        self._bounds_cache: dict[int, np.ndarray] = {}
+        # Without the clipping check the rails are infinite: no finite sample reaches them.
+        self._low, self._high = self.rails if self.checks_clipping else (-math.inf, math.inf)
+        self._clip_share = float(self.config.clip_share)
+        # Without the flat check, a threshold no peak-to-peak (>= 0) is at or below.
+        self._flat_ptp = float(self.config.flat_ptp) if self.checks_flat else -math.inf
         self._empty = QualityBatch(np.zeros((0, ch), dtype=bool), np.zeros((0, ch), dtype=bool),
                                    np.zeros(0, dtype=np.int64))
         for array in (self._empty.clipped, self._empty.flat, self._empty.end_index):
@@ -355,18 +331,12 @@ class WindowQuality:
         return self
 
     # -- sample positions ------------------------------------------------------------------
-    def _position(self, m):
-        """``P(m)``: index of the first input sample of output ``m`` (an int or int64 array)."""
-        if self.up == self.down == 1:
-            return m
-        if isinstance(m, np.ndarray):
-            return np.maximum((m - 1) * self.down // self.up + 1, 0)
+    def _position(self, m: int) -> int:
+        """``P(m)``: index of the first input sample of output ``m``."""
         return max((m - 1) * self.down // self.up + 1, 0)
 
     def _outputs_ready(self, n_in: int) -> int:
         """Output samples whose inputs have all arrived after ``n_in`` inputs."""
-        if self.up == self.down == 1:
-            return n_in
         return (n_in * self.up - 1) // self.down + 1 if n_in > 0 else 0
 
     # -- the stream ------------------------------------------------------------------------
@@ -402,7 +372,7 @@ class WindowQuality:
         if n == 0:
             return self._empty
         # Only a copy here; the work waits until a window completes.
-        self._raw.reserve(n)[:, : self.n_channels] = x
+        self._raw.reserve(n)[...] = x
         self._raw.commit(n)
         self._n_seen += n
         if self._n_seen < self._next_window_end:  # most live pushes: no window completes
@@ -410,192 +380,127 @@ class WindowQuality:
         return self._emit()
 
     def _emit(self) -> QualityBatch:
-        """Reduce the hop blocks the complete windows need, then the windows themselves."""
-        length, hop, q = self.length, self.hop, self._q
+        """Judge the windows the buffered samples complete, then drop what no later window
+        needs."""
         first_window = self._windows_done
-        last_window = (self._outputs_ready(self._n_seen) - length) // hop
+        last_window = (self._outputs_ready(self._n_seen) - self.length) // self.hop
         n_windows = last_window - first_window + 1
-        first_block = self._blocks_done
-        last_block = last_window + q  # its head ends the last window (without heads: one past)
-        n_new = last_block - first_block
-        heads = self._reduce_blocks(first_block, n_new)
-        extremes, counts = self._reduce_windows(n_windows, heads, first_window - first_block + q)
-        clipped, flat = self._judge(extremes, counts, first_window, n_windows)
-        # What the next windows no longer need is dropped.
+        # Written by the kernel (arrays it returned would cost more to hand back than to fill).
+        flags = np.empty((2, n_windows, self.n_channels), dtype=bool)  # clipped, flat
+        ends = np.empty(n_windows, dtype=np.int64)
+        _window_flags(self._raw.rows(), self._raw_first, first_window, self.length, self.hop,
+                      self.up, self.down, self._low, self._high, self._clip_share,
+                      self._flat_ptp, flags[0], flags[1], ends)
         self._windows_done = last_window + 1
-        self._blocks_done = last_block
-        self._next_window_end = self._position(self._windows_done * hop + length)
-        drop_to = self._position(last_block * hop)
+        next_start = self._windows_done * self.hop
+        self._next_window_end = self._position(next_start + self.length)
+        # Keep from the next window's first input (with gaps between windows, it may be yet
+        # to come: keep none then).
+        drop_to = min(self._position(next_start), self._n_seen)
         self._raw.drop(drop_to - self._raw_first)
         self._raw_first = drop_to
-        keep = max(last_block - self._windows_done, 0)
-        for store in (self._block_extremes, self._block_counts):
-            if store.size:
-                store.drop(store.size - keep)
-        first_end = first_window * hop + length
-        if self._uniform:
-            ends = np.arange(first_end - 1, first_end - 1 + n_windows * hop, hop, dtype=np.int64)
-        else:
-            ends = self._position(np.arange(n_windows, dtype=np.int64) * hop + first_end) - 1
-        return QualityBatch(clipped, flat, ends)
-
-    def _segment_bounds(self, first_block: int, n_new: int) -> np.ndarray:
-        """Buffer rows where the segments to reduce start, then where the last one ends: each
-        new block's head and tail, and the head of the block after them."""
-        hop, r = self.hop, self._r
-        if self._uniform:  # the same few layouts over and over
-            bounds = self._bounds_cache.get(n_new)
-            if bounds is None:
-                starts = np.arange(n_new + 1, dtype=np.int64) * hop
-                bounds = np.column_stack([starts, starts + r]).reshape(-1) if r else starts
-                if len(self._bounds_cache) < 64:
-                    self._bounds_cache[n_new] = bounds
-            return bounds
-        starts = np.arange(first_block, first_block + n_new + 1, dtype=np.int64) * hop
-        outputs = np.column_stack([starts, starts + r]).reshape(-1) if r else starts
-        return self._position(outputs) - self._raw_first
-
-    def _reduce_blocks(self, first_block: int, n_new: int):
-        """Store the extremes and rail counts of ``n_new`` new blocks; return the heads'
-        ``(extremes, counts)`` (None without heads: the length is a multiple of the hop)."""
-        bounds = self._segment_bounds(first_block, n_new)
-        extremes, counts = self._reduce_segments(bounds)
-        r = self._r
-        if self.checks_flat:
-            new = self._block_extremes.reserve(n_new)
-            if r:
-                np.fmax(extremes[0 : 2 * n_new : 2], extremes[1 : 2 * n_new : 2], out=new)
-            else:
-                new[...] = extremes
-            self._block_extremes.commit(n_new)
-        if self.checks_clipping:
-            new = self._block_counts.reserve(n_new)
-            if counts is None:
-                new[...] = 0  # no sample at a rail
-            else:
-                if r:
-                    np.add(counts[0 : 2 * n_new : 2], counts[1 : 2 * n_new : 2], out=new)
-                else:
-                    new[...] = counts
-                self._last_rail_block = first_block + n_new  # the new segments end in its head
-            self._block_counts.commit(n_new)
-        if not r:
-            return None
-        return (None if extremes is None else extremes[0::2],
-                None if counts is None else counts[0::2])
-
-    def _reduce_segments(self, bounds: np.ndarray):
-        """Extremes (``[max, -min]``) and rail counts of the buffered samples between
-        consecutive ``bounds``; counts None when no sample is at a rail (nor extremes without
-        the flat check)."""
-        raw = self._raw.rows()[: bounds[-1]]
-        starts = bounds[:-1]
-        if not self._uniform:
-            empty = starts == bounds[1:]
-            if empty.any():  # upsampling: an output can bring no new input
-                return self._reduce_with_empty(raw, starts, empty)
-        return self._reduce_nonempty(raw, starts)
-
-    def _reduce_nonempty(self, raw: np.ndarray, starts: np.ndarray, scratch: bool = True):
-        n, ch = starts.shape[0], self.n_channels
-        extremes = counts = None
-        values = raw[:, :ch]
-        if self.checks_flat:
-            np.negative(values, out=raw[:, ch:])  # -x beside x: one fmax gives max and -min
-            out = self._segment_extremes.get(n) if scratch else None
-            extremes = np.fmax.reduceat(raw, starts, axis=0, out=out)
-            if np.fmax.reduce(extremes, axis=None) == np.inf:  # rare: ±Inf in the samples
-                # Stored as NaN, which fmax skips: extremes of the finite samples.
-                values[np.isinf(values)] = np.nan
-                np.negative(values, out=raw[:, ch:])
-                extremes = np.fmax.reduceat(raw, starts, axis=0, out=out)
-        if self.checks_clipping:
-            low, high = self.rails
-            rails = at_rails(values, low, high, out=self._at_rail.get(raw.shape[0]),
-                             scratch=self._at_rail_work.get(raw.shape[0]),
-                             finite_only=not self.checks_flat)  # with it, no Inf is left
-            if rails.any():
-                counts = self._segment_counts.get(n) if scratch else None
-                counts = np.add.reduceat(rails, starts, axis=0, dtype=np.int64, out=counts)
-        return extremes, counts
-
-    def _reduce_with_empty(self, raw, starts, empty):
-        keep = np.flatnonzero(~empty)
-        extremes, counts = self._reduce_nonempty(raw, starts[keep], scratch=False)
-        n = starts.shape[0]
-        if extremes is not None:
-            full = self._segment_extremes.get(n)
-            full[...] = np.nan  # a segment without samples has no extremes
-            full[keep] = extremes
-            extremes = full
-        if counts is not None:
-            full = self._segment_counts.get(n)
-            full[...] = 0
-            full[keep] = counts
-            counts = full
-        return extremes, counts
-
-    def _reduce_windows(self, n_windows: int, heads, first_head: int):
-        """Each window's extremes and rail counts: its ``q`` stored blocks and one head."""
-        extremes = counts = None
-        if self.checks_flat:
-            extremes = self._combine(self._block_extremes, self._window_extremes, np.fmax,
-                                     n_windows, None if heads is None else heads[0], first_head)
-        # A window can hold a sample at a rail only from the latest rail block back.
-        if self.checks_clipping and self._last_rail_block >= self._windows_done:
-            head_counts = None
-            if heads is not None:
-                head_counts = heads[1]
-                if head_counts is None:  # none at a rail among the new segments
-                    head_counts = np.zeros((first_head + n_windows, self.n_channels), np.int64)
-            counts = self._combine(self._block_counts, self._window_counts, np.add,
-                                   n_windows, head_counts, first_head)
-        return extremes, counts
-
-    def _combine(self, blocks: _Rows, scratch: _Scratch, ufunc, n_windows: int, heads,
-                 first_head: int) -> np.ndarray:
-        """``ufunc`` over each window's ``q`` stored blocks, then with its head."""
-        q = self._q
-        out = scratch.get(n_windows)
-        if q:
-            rows = blocks.rows()
-            row_stride, column_stride = rows.strides
-            # Window k's blocks, as a strided view (no copy): rows k .. k + q - 1.
-            view = np.ndarray((n_windows, q, rows.shape[1]), rows.dtype, buffer=rows,
-                              strides=(row_stride, row_stride, column_stride))
-            ufunc.reduce(view, axis=1, out=out)
-            if heads is not None:
-                ufunc(out, heads[first_head : first_head + n_windows], out=out)
-        else:  # hop > length: a window is its head
-            out[...] = heads[first_head : first_head + n_windows]
-        return out
-
-    def _judge(self, extremes, counts, first_window: int, n_windows: int):
-        """Clipped and flat per window and channel."""
-        ch = self.n_channels
-        if self._uniform:
-            span = self.length
-        else:
-            starts = np.arange(first_window, first_window + n_windows, dtype=np.int64) * self.hop
-            span = (self._position(starts + self.length) - self._position(starts))[:, None]
-        if counts is not None:
-            clipped = counts > self.config.clip_share * span
-        else:
-            clipped = np.zeros((n_windows, ch), dtype=bool)
-        if extremes is not None:
-            # max + (-min); NaN (no finite sample) compares False: not flat.
-            flat = np.add(extremes[:, :ch], extremes[:, ch:]) <= self.config.flat_ptp
-            if not self._uniform or self.length < 2:
-                flat &= span >= 2  # one sample is trivially constant
-        else:
-            flat = np.zeros((n_windows, ch), dtype=bool)
-        return clipped, flat
+        return QualityBatch(flags[0], flags[1], ends)
 
     def __repr__(self) -> str:
         checks = [name for name, on in (("clipping", self.checks_clipping),
                                         ("flat", self.checks_flat)) if on]
         return (f"<WindowQuality | {self.n_channels} ch | {self.length} samples, hop "
                 f"{self.hop} | {', '.join(checks) or 'no checks'}>")
+
+
+# -- compiled kernels ----------------------------------------------------------------------
+# Plain loops over the buffered samples (rows: samples, columns: channels), compiled once and
+# cached on disk. Positions are in input samples relative to the buffer's first row.
+
+
+@numba.njit(cache=True)
+def _first_input(m, up, down):
+    """``P(m)`` of the module docstring: index of the first input sample of output ``m``."""
+    return max((m - 1) * down // up + 1, 0)
+
+
+@numba.njit(cache=True)
+def _fold_samples(raw, start, stop, low, high, maxima, minima, counts, row):
+    """Fold the finite samples of ``raw[start:stop]`` into the running per-channel maxima,
+    minima and counts at a rail (``<= low`` or ``>= high``) of row ``row``; NaN/±Inf are the
+    non-finite guard's."""
+    for i in range(start, stop):
+        for c in range(raw.shape[1]):
+            value = raw[i, c]
+            if math.isfinite(value):
+                maxima[row, c] = max(maxima[row, c], value)
+                minima[row, c] = min(minima[row, c], value)
+                if value <= low or value >= high:
+                    counts[row, c] += 1
+
+
+@numba.njit(cache=True)
+def _reduce_blocks(raw, raw_first, first_block, n_blocks, length, hop, up, down, low, high):
+    """Maxima, minima and rail counts of ``n_blocks`` hop blocks from ``first_block`` on: of
+    each block's head (``head_*``, shape ``(n_blocks, n_channels)``) and of the whole block
+    (``block_*``, all but the last; none when the hop is longer than the window, which then is
+    a head). A segment without finite samples keeps maximum -Inf and minimum +Inf."""
+    q, r = length // hop, length % hop
+    n_channels = raw.shape[1]
+    head_max = np.full((n_blocks, n_channels), -np.inf)
+    head_min = np.full((n_blocks, n_channels), np.inf)
+    head_count = np.zeros((n_blocks, n_channels), np.int64)
+    n_full = n_blocks - 1 if q > 0 else 0
+    block_max = np.empty((n_full, n_channels))
+    block_min = np.empty((n_full, n_channels))
+    block_count = np.empty((n_full, n_channels), np.int64)
+    for b in range(n_blocks):
+        output = (first_block + b) * hop  # the block's first output sample
+        start = _first_input(output, up, down) - raw_first
+        middle = _first_input(output + r, up, down) - raw_first
+        _fold_samples(raw, start, middle, low, high, head_max, head_min, head_count, b)
+        if b < n_full:  # the whole block: its head, then its tail folded in
+            block_max[b] = head_max[b]
+            block_min[b] = head_min[b]
+            block_count[b] = head_count[b]
+            stop = _first_input(output + hop, up, down) - raw_first
+            _fold_samples(raw, middle, stop, low, high, block_max, block_min, block_count, b)
+    return head_max, head_min, head_count, block_max, block_min, block_count
+
+
+@numba.njit(cache=True)
+def _judge_windows(head_max, head_min, head_count, block_max, block_min, block_count,
+                   first_window, length, hop, up, down, clip_share, flat_ptp, clipped, flat,
+                   ends):
+    """Write the clipped and flat flags and the last input index of each window from its hop
+    blocks (as :func:`_reduce_blocks` returns them): window ``i`` combines blocks
+    ``i .. i + q - 1`` and head ``i + q`` (``q = length // hop``)."""
+    q = length // hop
+    n_windows, n_channels = clipped.shape
+    for i in range(n_windows):
+        output = (first_window + i) * hop
+        first = _first_input(output, up, down)
+        stop = _first_input(output + length, up, down)
+        span = stop - first  # input samples in the window
+        ends[i] = stop - 1
+        for c in range(n_channels):
+            maximum, minimum, count = head_max[i + q, c], head_min[i + q, c], head_count[i + q, c]
+            for b in range(i, i + q):
+                maximum = max(maximum, block_max[b, c])
+                minimum = min(minimum, block_min[b, c])
+                count += block_count[b, c]
+            clipped[i, c] = count > clip_share * span  # without rails count is 0: never
+            # minimum > maximum: no finite sample, not flat; one sample is trivially constant.
+            flat[i, c] = span >= 2 and minimum <= maximum and maximum - minimum <= flat_ptp
+
+
+@numba.njit(cache=True)
+def _window_flags(raw, raw_first, first_window, length, hop, up, down, low, high, clip_share,
+                  flat_ptp, clipped, flat, ends):
+    """Judge the ``len(ends)`` windows from ``first_window`` on from the buffered samples
+    (``raw[0]`` is input sample ``raw_first``), into ``clipped``, ``flat`` and ``ends``.
+    Infinite rails turn the clipping check off, a negative ``flat_ptp`` the flat one."""
+    head_max, head_min, head_count, block_max, block_min, block_count = _reduce_blocks(
+        raw, raw_first, first_window, ends.shape[0] + length // hop, length, hop, up, down, low,
+        high)
+    _judge_windows(head_max, head_min, head_count, block_max, block_min, block_count,
+                   first_window, length, hop, up, down, clip_share, flat_ptp, clipped, flat,
+                   ends)
 
 
 def window_quality(data, config: QualityConfig, fs: float, length_s: float, hop_s: float, *,

@@ -12,24 +12,22 @@ or slope-change indicator, the envelope), so:
    ``sigma = nb * hop - length`` on). Block boundaries sit at fixed sample positions counted
    from the stream's first sample, whatever the chunking.
 2. When a block's last sample arrives, the per-sample terms of its ``hop`` samples are
-   computed once and summed with one matrix product into three rows per feature column:
-   the block's full sum (``F``), its sum as the first block of a window (``A``: from row
-   ``sigma + delta`` on, where ``delta`` is 0, 1 or 2 samples that the feature leaves out at
-   the window start: a difference needs the previous sample, a slope change both
-   neighbours), and as the second block (``B``: ``F``, or the rows left after ``delta``
-   spills over the first block). The terms of the means (``env_mean``, ``rms``, ``mav``)
-   are weighted by ``1 / length`` in that product; counts and sums are plain sums of terms,
-   exact for the counts.
+   computed once and summed into three rows per feature column: the block's full sum
+   (``F``), its sum as the first block of a window (``A``: from row ``sigma + delta`` on,
+   where ``delta`` is 0, 1 or 2 samples that the feature leaves out at the window start: a
+   difference needs the previous sample, a slope change both neighbours), and as the second
+   block (``B``: ``F``, or the rows left after ``delta`` spills over the first block). The
+   sums of the means (``env_mean``, ``rms``, ``mav``) are multiplied by ``1 / length``;
+   counts and sums are plain sums of terms, exact for the counts.
 3. Window ``k`` is then ``A[k] + B[k + 1] + F[k + 2] + ... + F[k + nb - 1]``, added in this
    order (RMS then square-rooted).
 
 Each sample's terms are computed once instead of ``length / hop`` times (4x with 200 ms
-windows every 50 ms), the block sums are one BLAS call per block, and a push that completes
-no block only copies its samples. A push that completes many blocks (an offline call) takes
-them together: each feature's terms in one pass, its sums in one stacked product, and the
-windows as whole-row additions. The arithmetic of a block and of a window depends only on
-the samples and the block's position, so a stream fed in any chunks gives the same features
-as one call over the whole recording.
+windows every 50 ms), and a push that completes no block only copies its samples. The terms
+and block sums are compiled loops (numba, :func:`_block_sums_kernel`): one call per push that
+completes blocks, however many; the windows are then whole-row additions. The arithmetic of a
+block and of a window depends only on the samples and the block's position, so a stream fed in
+any chunks gives the same features, to the bit, as one call over the whole recording.
 
 Hops shorter than 3 samples (where ``delta`` could spill over more than one block) fall back
 to :class:`~biosig.dsp.Windower` + :meth:`FeatureExtractor.transform`, with the same output.
@@ -39,6 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from biosig._checks import BiosigError, check_positive
@@ -55,9 +54,8 @@ _MEANS = ("env_mean", "rms", "mav")
 # Blocks kept in the ring beyond the n_blocks - 1 that the next window needs.
 _BLOCKS_PER_BATCH = 4
 
-# When a push completes many blocks (an offline call), their terms, block sums and windows are
-# computed for this many values (samples x channels) at once: large enough that numpy's
-# per-call cost vanishes, small enough that the scratch (a few such arrays) stays in the MB.
+# When a push completes many blocks (an offline call), their block sums and windows are
+# computed for this many values (samples x channels) at once: the scratch stays in the MB.
 _BATCH_VALUES = 1 << 19
 
 # dtypes compared by identity first (numpy's builtin dtypes are singletons): the common case
@@ -68,6 +66,130 @@ _BOOL = np.dtype(bool)
 # Longest push handled in one piece (longer ones are cut): bounds the buffers. Pieces this
 # short keep an offline call's arrays in the CPU caches (about as fast as 4-16x longer ones).
 _MAX_PUSH = 4096
+
+
+# Codes of the per-sample terms in the block-sum kernel.
+_TERM_CODES = {"env_mean": 0, "rms": 1, "mav": 2, "wl": 3, "zc": 4, "ssc": 5}
+
+
+# The per-sample terms, one compiled loop per feature (a branch inside the loop would keep
+# it from being vectorised). ``samples`` holds 2 samples before those the ``out`` rows are
+# for; the expressions are those of FeatureExtractor._write_terms.
+
+
+@numba.njit(cache=True, nogil=True)
+def _square_terms(samples, out):  # pragma: no cover - compiled
+    for i in range(out.shape[0]):
+        for c in range(out.shape[1]):
+            out[i, c] = samples[i + 2, c] * samples[i + 2, c]
+
+
+@numba.njit(cache=True, nogil=True)
+def _abs_terms(samples, out):  # pragma: no cover - compiled
+    for i in range(out.shape[0]):
+        for c in range(out.shape[1]):
+            out[i, c] = abs(samples[i + 2, c])
+
+
+@numba.njit(cache=True, nogil=True)
+def _length_terms(samples, out):  # pragma: no cover - compiled
+    for i in range(out.shape[0]):
+        for c in range(out.shape[1]):
+            out[i, c] = abs(samples[i + 2, c] - samples[i + 1, c])
+
+
+@numba.njit(cache=True, nogil=True)
+def _crossing_terms(samples, threshold, out):  # pragma: no cover - compiled
+    for i in range(out.shape[0]):
+        for c in range(out.shape[1]):
+            before, x = samples[i + 1, c], samples[i + 2, c]
+            crossing = before * x < 0.0
+            if threshold > 0.0:
+                crossing = crossing and abs(x - before) >= threshold
+            out[i, c] = 1.0 if crossing else 0.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _slope_change_terms(samples, threshold, out):  # pragma: no cover - compiled
+    # Centred on the sample before the row's.
+    for i in range(out.shape[0]):
+        for c in range(out.shape[1]):
+            d_before = samples[i + 1, c] - samples[i, c]
+            d_after = samples[i + 2, c] - samples[i + 1, c]
+            change = d_before * d_after < 0.0
+            if threshold > 0.0:
+                change = change and max(abs(d_before), abs(d_after)) >= threshold
+            out[i, c] = 1.0 if change else 0.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_rows(terms, first, stop, total):  # pragma: no cover - compiled
+    """Add rows ``[first, stop)`` of ``terms`` to ``total`` (one value per channel)."""
+    for row in range(first, stop):
+        for c in range(total.shape[0]):
+            total[c] += terms[row, c]
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_blocks(terms, hop, a_start, b_start, weight, feature, abf):  # pragma: no cover
+    """A, B and F sums of each block of ``hop`` rows of ``terms``, scaled, into ``abf``.
+
+    ``abf`` has shape (blocks, 3, features, channels). One running total per block, each row
+    added once: first the rows from the later of the A and B starts on, then those from the
+    earlier one, then the rest (F). A or B stays 0 where it starts past the block (the window
+    leaves the whole block out).
+    """
+    total = np.empty(terms.shape[1])
+    late, early = min(max(a_start, b_start), hop), min(a_start, b_start, hop)
+    role_late, role_early = (0, 1) if a_start >= b_start else (1, 0)
+    for block in range(abf.shape[0]):
+        first = block * hop
+        total[:] = 0.0
+        _add_rows(terms, first + late, first + hop, total)
+        _store(total, weight, abf[block, role_late, feature])
+        _add_rows(terms, first + early, first + late, total)
+        _store(total, weight, abf[block, role_early, feature])
+        _add_rows(terms, first, first + early, total)
+        _store(total, weight, abf[block, 2, feature])
+
+
+@numba.njit(cache=True, nogil=True)
+def _store(total, weight, out):  # pragma: no cover - compiled
+    for c in range(out.shape[0]):
+        out[c] = total[c] * weight
+
+
+@numba.njit(cache=True, nogil=True)
+def _block_sums_kernel(samples, envelope, hop, codes, columns, a_start, b_start, weights,
+                       zc_threshold, ssc_threshold, abf):  # pragma: no cover - compiled
+    """The A, B and F sums of consecutive blocks, every feature, into ``abf``, shape (blocks, 3,
+    features, channels).
+
+    ``samples`` holds the 2 samples before the first block, then the blocks' samples; the
+    envelope holds the blocks' samples only. The terms of ``codes[s]`` (:data:`_TERM_CODES`)
+    go to the output columns of feature ``columns[s]`` (one per channel), with the A sum from
+    block row ``a_start[s]`` on, B from ``b_start[s]`` on, F over the whole block, all scaled
+    by ``weights[s]``.
+    """
+    terms = np.empty((abf.shape[0] * hop, samples.shape[1]))
+    for slot in range(codes.shape[0]):
+        code = codes[slot]
+        if code == 0:
+            _add_blocks(envelope, hop, a_start[slot], b_start[slot], weights[slot],
+                        columns[slot], abf)
+            continue
+        if code == 1:
+            _square_terms(samples, terms)
+        elif code == 2:
+            _abs_terms(samples, terms)
+        elif code == 3:
+            _length_terms(samples, terms)
+        elif code == 4:
+            _crossing_terms(samples, zc_threshold, terms)
+        else:
+            _slope_change_terms(samples, ssc_threshold, terms)
+        _add_blocks(terms, hop, a_start[slot], b_start[slot], weights[slot], columns[slot],
+                    abf)
 
 
 @dataclass
@@ -118,15 +240,14 @@ class FeatureBatch:
 class _Rows:
     """Rows of a stream kept from some absolute row on: appended in place, dropped in front.
 
-    Storage shape (n_planes, size, width); appends go to plane 0, the other planes are scratch
-    rows aligned with it. Storage row ``i`` holds absolute row ``origin + i``; rows
+    Storage shape (size, width). Storage row ``i`` holds absolute row ``origin + i``; rows
     ``[start, end)`` are kept. Dropping only moves ``start``; the kept rows move to the front
     when an append does not fit (rarely: the storage holds many pushes).
     """
 
-    def __init__(self, width: int, size: int, n_planes: int = 1):
+    def __init__(self, width: int, size: int):
         self._size = size
-        self.rows = np.zeros((n_planes, size, width))
+        self.rows = np.zeros((size, width))
         self.origin = 0
         self.start = 0
         self.end = 0
@@ -134,15 +255,15 @@ class _Rows:
     def make_room(self, n: int) -> None:
         """Move the kept rows to the front of a storage with room for ``n`` more."""
         kept = self.end - self.start
-        planes, size, width = self.rows.shape
+        size, width = self.rows.shape
         if kept + n <= self._size:  # back to the usual size after a long push
             want = self._size
         elif kept + n <= size:  # a long push after another: reuse the grown storage
             want = size
         else:
             want = 2 * (kept + n)
-        rows = self.rows if want == size else np.zeros((planes, want, width))
-        rows[:, :kept] = self.rows[:, self.start : self.end]
+        rows = self.rows if want == size else np.zeros((want, width))
+        rows[:kept] = self.rows[self.start : self.end]
         self.rows = rows
         self.origin += self.start
         self.start = 0
@@ -200,63 +321,29 @@ class WindowFeatures:
         self._n_blocks = n_blocks = -(-length // hop)  # blocks a window touches
         self._sigma = n_blocks * hop - length  # first row of a window in its first block
         self._n_cols = n_cols = len(features) * n_ch
-        # Terms are computed per feature, in FEATURE_NAMES order, so that |x| and |dx|, and
-        # the two sign-change products, are each one operation on adjacent slots.
         slots = [name for name in FEATURE_NAMES if name in features]
-        self._slot = {name: i for i, name in enumerate(slots)}
-        self._slot_of = [self._slot.get(name, -1) for name in FEATURE_NAMES]
-        self._n_slots = len(slots)
-        self._needs_diffs = bool({"wl", "zc", "ssc"} & set(features))
-        self._pair_abs = "mav" in self._slot and "wl" in self._slot
-        self._zc_threshold = self.extractor.zc_threshold
-        self._ssc_threshold = self.extractor.ssc_threshold
-        self._pair_sign = (
-            "zc" in self._slot
-            and "ssc" in self._slot
-            and self._zc_threshold == 0
-            and self._ssc_threshold == 0
-        )
-        # Rows of the block matrix G: row r sums rows [starts[r], hop) of a block's terms.
-        starts = [0]  # F
-        a_rows, b_rows = {}, {}
+        # Per slot, the kernel's description of its A and B rows: the block rows from which
+        # the slot's terms count as a window's first block (A) and second block (B).
+        a_start, b_start = [], []
         for name in slots:
             first = self._sigma + _LEFT_OUT[name]
             if first < hop:  # the left-out samples are in the first block
-                a_start, b_start = first, 0
+                a_start.append(first)
+                b_start.append(0)
             else:  # they spill into the second (or the window is all left out)
-                a_start, b_start = hop, first - hop
-            for start, rows in ((a_start, a_rows), (b_start, b_rows)):
-                if start not in starts:
-                    starts.append(start)
-                rows[name] = starts.index(start)
-        matrix = np.zeros((len(starts), hop))
-        for r, start in enumerate(starts):
-            matrix[r, start:] = 1.0
-        # One matrix per slot: the means' is divided by the window length, so that a window's
-        # sum of block sums is already the mean (counts and sums stay exact sums of terms).
-        self._block_matrix = np.stack(
-            [matrix / length if name in _MEANS else matrix for name in slots]
+                a_start.append(hop)
+                b_start.append(first - hop)
+        self._kernel_plan = (
+            np.array([_TERM_CODES[name] for name in slots], dtype=np.int64),
+            np.array([features.index(name) for name in slots], dtype=np.int64),
+            np.array(a_start, dtype=np.int64),
+            np.array(b_start, dtype=np.int64),
+            # The means are sums over the window divided by its length; counts stay exact.
+            np.array([1.0 / length if name in _MEANS else 1.0 for name in slots]),
+            float(self.extractor.zc_threshold),
+            float(self.extractor.ssc_threshold),
         )
-        # A block's sums come out of the product as (n_slots, n_rows, n_channels): flat
-        # indices into them pick each output column's A, B and F, in the output's order.
-        n_rows = len(starts)
-        channel = np.arange(n_ch)
-
-        def pick(rows: dict) -> np.ndarray:
-            return np.concatenate(
-                [(self._slot[name] * n_rows + rows[name]) * n_ch + channel for name in features]
-            )
-
-        self._pick = np.stack([pick(a_rows), pick(b_rows), pick(dict.fromkeys(slots, 0))])
-        # The same choice for pushes that complete many blocks: per slot, its feature, that
-        # feature's output column (features are distinct: one per slot) and the A, B and F
-        # rows of its block matrix.
-        self._slot_sums = [
-            (name, features.index(name), self._block_matrix[slot][[a_rows[name], b_rows[name], 0]])
-            for slot, name in enumerate(slots)
-        ]
         self._batch_blocks = max(_BLOCKS_PER_BATCH, _BATCH_VALUES // (hop * n_ch))
-        self._pick_slot, self._pick_rest = np.divmod(self._pick, n_rows * n_ch)
         # Block sums live in a ring: block b in slot b % ring, as rows A, B, F. A window needs
         # its n_blocks blocks, and a push adds up to _BLOCKS_PER_BATCH at a time.
         self._ring = ring = n_blocks - 1 + _BLOCKS_PER_BATCH
@@ -277,7 +364,6 @@ class WindowFeatures:
         for f, name in enumerate(features):
             if name == "rms":
                 self._rms_columns = slice(f * n_ch, (f + 1) * n_ch)
-        self._scratch: dict[int, np.ndarray] = {}
 
     def reset(self) -> "WindowFeatures":
         """Forget the stream: the next sample is the first of the first window again."""
@@ -302,7 +388,7 @@ class WindowFeatures:
         # [b * hop, (b + 1) * hop). The filtered signal also keeps the 2 rows before the
         # first unfinished block (for differences, computed in its second plane); rows
         # before the stream are zeros.
-        self._signal = _Rows(n_ch, capacity, n_planes=2 if self._needs_diffs else 1)
+        self._signal = _Rows(n_ch, capacity)
         self._signal.origin = -2
         self._signal.end = self._sigma + 2
         self._envelope = None
@@ -384,23 +470,22 @@ class WindowFeatures:
             envelope_rows[...] = env
         return self._commit(n, t, self._n_seen, mask)
 
-    def _reserve(self, n: int, extra: int = 0):
+    def _reserve(self, n: int):
         """Rows where the next ``n`` samples go: (signal, envelope or None) views.
 
-        The signal view has ``extra`` more rows, scratch for the writer. For
-        :class:`biosig.dsp.FeatureChain`, which writes its outputs there directly; then
+        For :class:`biosig.dsp.FeatureChain`, which writes its outputs there directly; then
         :meth:`_commit`.
         """
         rows = self._signal
-        if rows.end + n + extra > rows.rows.shape[1]:
-            rows.make_room(n + extra)
-        signal = rows.rows[0, rows.end : rows.end + n + extra]
+        if rows.end + n > rows.rows.shape[0]:
+            rows.make_room(n)
+        signal = rows.rows[rows.end : rows.end + n]
         rows = self._envelope
         if rows is None:
             return signal, None
-        if rows.end + n > rows.rows.shape[1]:
+        if rows.end + n > rows.rows.shape[0]:
             rows.make_room(n)
-        return signal, rows.rows[0, rows.end : rows.end + n]
+        return signal, rows.rows[rows.end : rows.end + n]
 
     def _commit(self, n: int, t: np.ndarray, t_first: int, mask=None) -> FeatureBatch:
         """Take the ``n`` samples written in the reserved rows; return the windows completed.
@@ -459,146 +544,38 @@ class WindowFeatures:
         n_blocks, ring = self._n_blocks, self._ring
         keep = n_blocks - 1  # earlier blocks the first window ending here needs
         first = max(b0 - keep, 0)
-        # abf[role, j]: the A, B or F row (output column order) of block first + j.
-        abf = np.empty((3, b1 - first, self._n_cols))
+        # abf[j, role]: the A, B or F row (output column order) of block first + j.
+        abf = np.empty((b1 - first, 3, self._n_cols))
         if b0 > first:
-            abf[:, : b0 - first] = self._sums[np.arange(first, b0) % ring].transpose(1, 0, 2)
-        self._many_block_sums(b0, b1, abf[:, b0 - first :])
+            abf[: b0 - first] = self._sums[np.arange(first, b0) % ring]
+        self._block_sums(b0, b1, abf[b0 - first :])
         tail = np.arange(max(b1 - keep, first), b1)  # what later windows need, to the ring
-        self._sums[tail % ring] = abf[:, tail - first].transpose(1, 0, 2)
+        self._sums[tail % ring] = abf[tail - first]
         last = b1 - n_blocks  # windows first .. last end in [b0, b1): window k starts at block k
         if last < first:
             return None
         count = last - first + 1
-        out = abf[0, :count].copy()
+        out = abf[:count, 0].copy()
         if n_blocks > 1:
-            out += abf[1, 1 : count + 1]
+            out += abf[1 : count + 1, 1]
         for j in range(2, n_blocks):
-            out += abf[2, j : count + j]
+            out += abf[j : count + j, 2]
         return self._finish_windows(out, first, last, t, t_first)
 
-    def _many_block_sums(self, b0: int, b1: int, abf: np.ndarray) -> None:
-        """A, B, F rows of blocks [b0, b1) into ``abf``, shape (3, b1 - b0, n_cols).
-
-        One slot at a time: its terms (in one scratch array; the envelope's are its rows),
-        then one stacked matrix product of the A, B and F rows of its block matrix with every
-        block's terms, written straight into the feature's columns.
-        """
-        hop, n_ch = self.hop, self.n_channels
-        n_new = b1 - b0
-        start = b0 * hop - 2 - self._signal.origin
-        planes = self._signal.rows[:, start : start + n_new * hop + 2]
-        if self._needs_diffs:
-            samples = planes[0]
-            np.subtract(samples[1:], samples[:-1], out=planes[1, 1:])
-        scratch = np.empty((n_new * hop, n_ch))
-        for name, f, matrix in self._slot_sums:
-            if name == "env_mean":
-                first = b0 * hop - self._envelope.origin
-                terms = self._envelope.rows[0, first : first + n_new * hop]
-            else:
-                terms = self._slot_terms(name, planes, scratch)
-            out = abf[:, :, f * n_ch : (f + 1) * n_ch].transpose(1, 0, 2)
-            np.matmul(matrix, terms.reshape(n_new, hop, n_ch), out=out)
-
-    def _slot_terms(self, name: str, planes: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """Per-sample terms of feature ``name`` for the rows of ``planes`` past its first 2.
-
-        ``planes[0]``: the samples, ``planes[1]``: their differences (row i: x[i] - x[i-1]);
-        the same expressions as :meth:`_block_sums` and :meth:`_sign_terms`.
-        """
-        x, diffs = planes[0], planes[1] if self._needs_diffs else None
-        if name == "rms":
-            return np.multiply(x[2:], x[2:], out=out)
-        if name == "mav":
-            return np.abs(x[2:], out=out)
-        if name == "wl":
-            return np.abs(diffs[2:], out=out)
-        if name == "zc":
-            if self._zc_threshold > 0:
-                out[...] = ((x[1:-1] * x[2:]) < 0) & (np.abs(diffs[2:]) >= self._zc_threshold)
-                return out
-            np.multiply(x[1:-1], x[2:], out=out)
-            return np.less(out, 0.0, out=out)
-        # ssc, centred on the previous sample
-        before, after = diffs[1:-1], diffs[2:]
-        if self._ssc_threshold > 0:
-            out[...] = ((before * after) < 0) & (
-                np.maximum(np.abs(before), np.abs(after)) >= self._ssc_threshold
-            )
-            return out
-        np.multiply(before, after, out=out)
-        return np.less(out, 0.0, out=out)
-
     def _block_sums(self, b0: int, b1: int, out: np.ndarray) -> None:
-        """A, B, F rows of blocks [b0, b1) into ``out``, shape (b1 - b0, 3, n_cols)."""
-        hop, n_ch = self.hop, self.n_channels
-        n_new = b1 - b0
-        terms = self._scratch.get(n_new)
-        if terms is None:
-            terms = np.empty((self._n_slots, n_new * hop, n_ch))
-            if n_new == 1:  # the live case: keep it
-                self._scratch[n_new] = terms
-        # Plane 0: the 2 samples before the blocks, then the blocks; plane 1: differences,
-        # row i holding x[i] - x[i - 1] (row 0 unused).
+        """A, B, F rows of blocks [b0, b1) into ``out``, shape (b1 - b0, 3, n_cols),
+        C-contiguous (one compiled kernel for the live and the offline case)."""
+        hop = self.hop
         start = b0 * hop - 2 - self._signal.origin
-        planes = self._signal.rows[:, start : start + n_new * hop + 2]
-        samples = planes[0]
-        x = samples[2:]
-        if self._needs_diffs:
-            np.subtract(samples[1:], samples[:-1], out=planes[1, 1:])
-        slot = self._slot_of
-        if slot[0] >= 0:  # env_mean
+        samples = self._signal.rows[start : start + (b1 - b0) * hop + 2]
+        if self._envelope is not None:
             first = b0 * hop - self._envelope.origin
-            terms[slot[0]] = self._envelope.rows[0, first : first + n_new * hop]
-        if slot[1] >= 0:  # rms
-            np.multiply(x, x, out=terms[slot[1]])
-        if self._pair_abs:  # |x| and |dx| (mav, wl)
-            np.abs(planes[:, 2:], out=terms[slot[2] : slot[2] + 2])
+            envelope = self._envelope.rows[first : first + (b1 - b0) * hop]
         else:
-            if slot[2] >= 0:
-                np.abs(x, out=terms[slot[2]])
-            if slot[3] >= 0:
-                np.abs(planes[1, 2:], out=terms[slot[3]])
-        if self._pair_sign:  # x[i-1] * x[i] < 0 and dx[i-1] * dx[i] < 0 (zc, ssc)
-            products = terms[slot[4] : slot[4] + 2]
-            np.multiply(planes[:, 1:-1], planes[:, 2:], out=products)
-            np.less(products, 0.0, out=products)
-        elif slot[4] >= 0 or slot[5] >= 0:
-            self._sign_terms(planes, terms)
-        if n_new == 1:
-            sums = np.matmul(self._block_matrix, terms)  # (n_slots, n_rows, n_channels)
-            sums.reshape(-1).take(self._pick, out=out[0])
-            return
-        # (n_slots, n_new, n_rows, n_channels): each block's sums at block * block_size
-        sums = np.matmul(
-            self._block_matrix[:, None], terms.reshape(self._n_slots, n_new, hop, n_ch)
-        )
-        block_size = sums[0, 0].size
-        index = self._pick_slot * (n_new * block_size) + self._pick_rest
-        sums.reshape(-1).take(np.arange(n_new)[:, None, None] * block_size + index, out=out)
-
-    def _sign_terms(self, planes: np.ndarray, terms: np.ndarray) -> None:
-        """Zero-crossing and slope-sign-change terms one by one (with thresholds)."""
-        slot = self._slot
-        x, diffs = planes[0], planes[1]
-        if "zc" in slot:
-            term = terms[slot["zc"]]
-            if self._zc_threshold > 0:
-                term[...] = ((x[1:-1] * x[2:]) < 0) & (np.abs(diffs[2:]) >= self._zc_threshold)
-            else:
-                np.multiply(x[1:-1], x[2:], out=term)
-                np.less(term, 0.0, out=term)
-        if "ssc" in slot:  # centred on the previous sample
-            term = terms[slot["ssc"]]
-            before, after = diffs[1:-1], diffs[2:]
-            if self._ssc_threshold > 0:
-                term[...] = ((before * after) < 0) & (
-                    np.maximum(np.abs(before), np.abs(after)) >= self._ssc_threshold
-                )
-            else:
-                np.multiply(before, after, out=term)
-                np.less(term, 0.0, out=term)
+            envelope = samples[:0]
+        # By feature and channel: the same memory.
+        by_feature = out.reshape(b1 - b0, 3, len(self.feature_names) // self.n_channels, -1)
+        _block_sums_kernel(samples, envelope, hop, *self._kernel_plan, by_feature)
 
     def _windows(self, first: int, last: int, t, t_first: int) -> FeatureBatch:
         ring = self._ring
