@@ -104,7 +104,8 @@ def load_streams(paths, model):
     for path in iter_inputs(paths):
         recording = read_recording(path)
         stream = model.check_recording(recording)
-        stream = stream.pick_channels(model.channels)
+        if list(stream.channel_labels) != list(model.channels):  # as biosig analyze: in place
+            stream = stream.pick_channels(model.channels)
         markers = recording.labels()
         labels = markers.label_at(stream.timestamps) if markers is not None else None
         out.append((stream, labels))

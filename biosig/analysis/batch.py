@@ -125,6 +125,10 @@ _MODELS: dict = {}
 #: 4096 (benchmarks/offline_throughput.py); fewer calls would save little more.
 ONNX_BATCH = 256
 
+#: Windows computed before they are classified together (:func:`run_windows`): ~1.5 MB of
+#: features for 48 features per window.
+CLASSIFY_WINDOWS = 4096
+
 
 def load_model(model_path, settings: ModelSettings):
     """An :class:`~biosig.inference.OnnxModel`, opened once per process and settings."""
@@ -155,6 +159,10 @@ def chunk_samples(config, srate: float, batch_windows: int) -> int:
 def run_windows(processor, stream, n_chunk: int, progress=None):
     """Push a stream through a :class:`StreamProcessor` in chunks; all windows, concatenated.
 
+    The windows of several chunks are classified together, :data:`CLASSIFY_WINDOWS` at a time
+    (:meth:`StreamProcessor.classify`): alternating a chunk's features with its few hundred
+    windows' inference would keep evicting each other's data from the CPU caches.
+
     Parameters
     ----------
     processor : StreamProcessor
@@ -166,13 +174,20 @@ def run_windows(processor, stream, n_chunk: int, progress=None):
     """
     from biosig.stream.results import WindowResults
 
-    parts = []
+    parts, first_pending = [], 0
     for start in range(0, stream.n_samples, n_chunk):
         stop = min(start + n_chunk, stream.n_samples)
-        part = processor.process(stream.data[start:stop], stream.timestamps[start:stop])
+        part = processor.process(stream.data[start:stop], stream.timestamps[start:stop],
+                                 classify=False)
+        if not len(part):
+            continue
         parts.append(part)
-        if progress is not None and len(part):
+        if progress is not None:
             progress(len(part))
+        if sum(len(p) for p in parts[first_pending:]) >= CLASSIFY_WINDOWS:
+            processor.classify(parts[first_pending:])
+            first_pending = len(parts)
+    processor.classify(parts[first_pending:])
     return WindowResults.concat(parts, processor.feature_names, processor.class_names)
 
 

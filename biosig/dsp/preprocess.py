@@ -249,6 +249,11 @@ class Preprocessor:
             return self._envelope._process(filtered, rectify=self._rectify_first)
         return np.abs(filtered) if self._rectify_first else filtered.copy()
 
+    @property
+    def _filter_scratch_rows(self) -> int:
+        """Extra rows :meth:`_process_finite_into` needs in ``filtered_out``."""
+        return 0 if self._filter is None else self._filter._n_states
+
     def _process_finite_into(
         self, x: np.ndarray, filtered_out: np.ndarray, envelope_out: np.ndarray
     ) -> None:

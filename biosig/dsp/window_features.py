@@ -192,6 +192,21 @@ def _block_sums_kernel(samples, envelope, hop, codes, columns, a_start, b_start,
                     abf)
 
 
+@numba.njit(cache=True, nogil=True)
+def _window_sums(abf, n_blocks, out):  # pragma: no cover - compiled
+    """Window ``k`` of ``out``: A of block ``k``, B of block ``k + 1``, F of the others
+    (``abf`` (blocks, 3, columns)), added in this order, as :meth:`WindowFeatures._windows`."""
+    for k in range(out.shape[0]):
+        if n_blocks > 1:
+            for col in range(out.shape[1]):
+                out[k, col] = abf[k, 0, col] + abf[k + 1, 1, col]
+        else:
+            out[k] = abf[k, 0]
+        for j in range(2, n_blocks):
+            for col in range(out.shape[1]):
+                out[k, col] += abf[k + j, 2, col]
+
+
 @dataclass
 class FeatureBatch:
     """The windows completed by one push of :class:`WindowFeatures`, as features.
@@ -470,16 +485,17 @@ class WindowFeatures:
             envelope_rows[...] = env
         return self._commit(n, t, self._n_seen, mask)
 
-    def _reserve(self, n: int):
+    def _reserve(self, n: int, extra: int = 0):
         """Rows where the next ``n`` samples go: (signal, envelope or None) views.
 
-        For :class:`biosig.dsp.FeatureChain`, which writes its outputs there directly; then
+        The signal view has ``extra`` more rows, scratch for the writer. For
+        :class:`biosig.dsp.FeatureChain`, which writes its outputs there directly; then
         :meth:`_commit`.
         """
         rows = self._signal
-        if rows.end + n > rows.rows.shape[0]:
-            rows.make_room(n)
-        signal = rows.rows[rows.end : rows.end + n]
+        if rows.end + n + extra > rows.rows.shape[0]:
+            rows.make_room(n + extra)
+        signal = rows.rows[rows.end : rows.end + n + extra]
         rows = self._envelope
         if rows is None:
             return signal, None
@@ -554,12 +570,8 @@ class WindowFeatures:
         last = b1 - n_blocks  # windows first .. last end in [b0, b1): window k starts at block k
         if last < first:
             return None
-        count = last - first + 1
-        out = abf[:count, 0].copy()
-        if n_blocks > 1:
-            out += abf[1 : count + 1, 1]
-        for j in range(2, n_blocks):
-            out += abf[j : count + j, 2]
+        out = np.empty((last - first + 1, self._n_cols))
+        _window_sums(abf, n_blocks, out)
         return self._finish_windows(out, first, last, t, t_first)
 
     def _block_sums(self, b0: int, b1: int, out: np.ndarray) -> None:

@@ -186,7 +186,9 @@ class StreamProcessor:
         classify : bool
             If False, leave the posteriors of these windows NaN (stale windows).
         """
-        data = np.asarray(data, dtype=np.float64)
+        # C order: the compiled DSP loops run along rows (a channel selection of a recording
+        # is often a strided view).
+        data = np.ascontiguousarray(data, dtype=np.float64)
         if data.ndim != 2 or data.shape[1] != self.n_source_channels:
             raise BiosigError(
                 f"the stream announced {self.n_source_channels} channels but a chunk has shape "
@@ -246,9 +248,44 @@ class StreamProcessor:
             results.decision = np.full(n, -1, dtype=np.int64)
         if not n:
             return
-        if not classify:
+        if classify:
+            self._infer(results, features)
+        else:
             results.skipped[:] = True
-        elif self._infers:
+
+    def classify(self, parts) -> None:
+        """Classify, in place, windows that :meth:`process` returned with ``classify=False``.
+
+        For an offline caller that computes many chunks' windows first and then classifies
+        them together (the features and the network each keep the CPU caches to themselves).
+
+        Parameters
+        ----------
+        parts : list of WindowResults
+            Consecutive batches of this stream, in stream order (decision smoothing carries on
+            from the previous windows); classified in one call of the classifier.
+        """
+        parts = [part for part in parts if len(part)]
+        if self.classifier is None or not parts:
+            return
+        features = parts[0].features if len(parts) == 1 else np.concatenate(
+            [part.features for part in parts])
+        block = WindowResults(t_end=np.zeros(len(features)), features=features,
+                              flagged=np.zeros(len(features), dtype=bool),
+                              feature_names=self.feature_names, class_names=self.class_names)
+        self._classify(block, features, classify=True)
+        start = 0
+        for part in parts:
+            stop = start + len(part)
+            for name in ("posteriors", "ood_score", "ood_flag", "rejected", "decision"):
+                value = getattr(block, name)
+                if value is not None:
+                    getattr(part, name)[...] = value[start:stop]
+            part.skipped[:] = False
+            start = stop
+
+    def _infer(self, results: WindowResults, features) -> None:
+        if self._infers:
             inference = self.classifier.infer(features)
             results.posteriors[:] = inference.posteriors
             results.ood_score[:] = inference.ood_score
