@@ -351,3 +351,23 @@ def test_explain_command_reports_a_bad_bootstrap_in_one_line(model_path, tmp_pat
     assert biosig.cli.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--bootstrap" in err[0]
+
+
+def test_explain_command_with_the_empirical_prior_puts_prototypes_among_real_windows(
+        model_path, tmp_path, monkeypatch):
+    if "explain" not in biosig.cli.COMMANDS:
+        monkeypatch.setattr(biosig.cli, "COMMANDS", (*biosig.cli.COMMANDS, "explain"))
+    documents = {}
+    for prior in ("gaussian", "empirical"):
+        out = tmp_path / prior
+        argv = ["explain", str(model_path), str(MYO), "--out", str(out), "--max-windows", "200",
+                "--mc-draws", "500", "--quiet", "--prior", prior]
+        assert biosig.cli.main(argv) == 0
+        documents[prior] = json.loads((out / "explain.json").read_text())
+    for name, proto in documents["empirical"]["prototypes"].items():
+        assert proto["prior"] == "empirical"
+        data_mean = np.asarray(documents["empirical"]["class_data_means"][name])
+        empirical = np.asarray(proto["mean"])
+        gaussian = np.asarray(documents["gaussian"]["prototypes"][name]["mean"])
+        # The empirical prototype is a reweighting of real windows: nearer the class's data.
+        assert np.linalg.norm(empirical - data_mean) < np.linalg.norm(gaussian - data_mean)

@@ -320,12 +320,12 @@ def explanation_figures(model, out, summaries, progress: bool) -> dict[str, byte
     """MI heat map and prototypes from windows of the analysed recordings (biosig.explain)."""
     import pyarrow.parquet as pq
 
-    from biosig.cli.explain import (
-        _prior_moments,
+    from biosig.explain.report import (
         class_data_means,
         explain_model,
         plot_mi_heatmap,
         plot_prototypes,
+        prior_moments,
     )
 
     features, labels = [], []
@@ -342,7 +342,7 @@ def explanation_figures(model, out, summaries, progress: bool) -> dict[str, byte
     pick = np.sort(rng.choice(len(X_all), min(EXPLAIN_WINDOWS, len(X_all)), replace=False))
     X, y = X_all[pick], y_all[pick]
     explained = explain_model(model, X, y, n_mc=2000, seed=0, progress=progress)
-    prior_mean, prior_var = _prior_moments(model, X_all)
+    prior_mean, prior_var = prior_moments(model, X_all)
     figures = {}
     buffer = io.BytesIO()
     plot_mi_heatmap(explained["mi"], explained["label_mi"], buffer)

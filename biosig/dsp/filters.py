@@ -11,8 +11,10 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from scipy import signal
 
+# scipy.signal is imported inside the functions that use it: it takes ~1 s to import, which
+# every process that only reads a configuration or opens a model would otherwise pay (the
+# explainer worker, most commands).
 from biosig._checks import (
     BiosigError,
     check_below_nyquist,
@@ -124,6 +126,8 @@ def design_bandpass(low_hz: float, high_hz: float, fs: float, order: int = 4) ->
 # recording of an offline analysis builds the same filters, and designing them costs ~1 ms.
 @functools.lru_cache(maxsize=64)
 def _butter_sos(order: int, edges: tuple, btype: str, fs: float) -> np.ndarray:
+    from scipy import signal  # noqa: PLC0415
+
     sos = signal.butter(order, edges[0] if len(edges) == 1 else list(edges), btype=btype,
                         fs=fs, output="sos")
     sos.setflags(write=False)
@@ -132,6 +136,8 @@ def _butter_sos(order: int, edges: tuple, btype: str, fs: float) -> np.ndarray:
 
 @functools.lru_cache(maxsize=64)
 def _notch_sos(f0_hz: float, quality: float, fs: float) -> np.ndarray:
+    from scipy import signal  # noqa: PLC0415
+
     sos = signal.tf2sos(*signal.iirnotch(f0_hz, quality, fs=fs))
     sos.setflags(write=False)
     return sos
@@ -315,9 +321,13 @@ class SOSFilter:
         if not self._started:
             self._started = True
             if self.init == "steady":
+                from scipy import signal  # noqa: PLC0415
+
                 zi_unit = signal.sosfilt_zi(self.sos).reshape(self._n_states, 1)
                 self._state = zi_unit * x[0][None, :]
         if self.engine == "sosfilt":
+            from scipy import signal  # noqa: PLC0415
+
             zi = self._state.reshape(self._n_sections, 2, self.n_channels)
             y, zf = signal.sosfilt(self.sos, x, axis=0, zi=zi)
             self._state = zf.reshape(self._n_states, self.n_channels)
@@ -452,6 +462,8 @@ def _sos_block_matrix(sos: np.ndarray, size: int) -> np.ndarray:
     ``S = 2 * n_sections`` state values. Column j is sosfilt's response (outputs, then final
     state) to the j-th unit vector of [inputs; initial state]; sosfilt is linear in both.
     """
+    from scipy import signal  # noqa: PLC0415
+
     n_sections = sos.shape[0]
     n_states = 2 * n_sections
     width = size + n_states
@@ -480,6 +492,8 @@ def sosfilt_offline(sos, x, *, init: str = "zeros") -> np.ndarray:
     -------
     y : ndarray, shape (n_samples, n_channels)
     """
+    from scipy import signal  # noqa: PLC0415
+
     sos = _check_sos(sos)
     x = check_samples(x)
     check_option(init, "filter init", FILTER_INITS)

@@ -15,8 +15,10 @@ from __future__ import annotations
 from fractions import Fraction
 
 import numpy as np
-from scipy import signal
 
+# scipy.signal is imported inside the functions that use it: it takes ~1 s to import, which
+# every process that only reads a configuration or opens a model would otherwise pay (the
+# explainer worker, most commands).
 from biosig._checks import BiosigError, check_int, check_option, check_positive, check_samples
 from biosig.dsp.filters import FILTER_INITS, SOSFilter
 
@@ -113,6 +115,8 @@ class Decimator:
     """
 
     def __init__(self, factor: int, fs: float, n_channels: int, order: int = 8, init="zeros"):
+        from scipy import signal  # noqa: PLC0415
+
         self.factor = check_int(factor, "decimation factor", minimum=1)
         self.fs = check_positive(fs, "fs")
         self.fs_out = self.fs / self.factor
@@ -259,6 +263,8 @@ class Resampler:
 
 def _polyphase_taps(up: int, down: int) -> np.ndarray:
     """FIR taps arranged by phase: ``taps[p, k] = h[p + k * up]``, shape (up, n_per_phase)."""
+    from scipy import signal  # noqa: PLC0415
+
     if up == down == 1:
         return np.ones((1, 1))
     max_rate = max(up, down)
