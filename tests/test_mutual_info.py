@@ -343,3 +343,26 @@ def test_bad_predict_output_raises_biosig_error():
     with pytest.raises(BiosigError, match="class_names has 3 names for 2"):
         model_mutual_information(None, X, posteriors=np.full((50, 2), 0.5),
                                  class_names=["a", "b", "c"])
+
+
+def test_two_class_outputs_get_one_estimate_for_both_columns(iris):
+    # With two classes P(c1|x) = 1 - P(c0|x): every input carries the same information about
+    # both, and both columns must show it (separate estimates differed by their noise).
+    X, y = iris
+    binary = (y == 2).astype(int)
+    clf = LogisticRegression(max_iter=1000).fit(X, binary)
+    p = clf.predict_proba(X)
+    for output in ("posterior", "logit"):
+        result = model_mutual_information(None, X, posteriors=p, output=output, n_mc=2000,
+                                          max_components=3, random_state=0, return_ci=True,
+                                          n_bootstrap=10)
+        assert result.mi.shape == (4, 2)
+        np.testing.assert_array_equal(result.mi[:, 0], result.mi[:, 1])
+        np.testing.assert_array_equal(result.lower[:, 0], result.lower[:, 1])
+        assert result.mi[2:, 0].min() > result.mi[:2, 0].max()  # petals inform, as for 3 classes
+    tracker = ModelMITracker(random_state=0, n_mc=2000)
+    live = tracker.update(X, p)
+    np.testing.assert_array_equal(live.mi[:, 0], live.mi[:, 1])
+    full = model_mutual_information(clf.predict_proba, X, n_mc=2000, max_components=3,
+                                    random_state=0)
+    np.testing.assert_allclose(live.mi, full.mi, atol=0.15)

@@ -1139,6 +1139,14 @@ def _outputs_from_posteriors(p: np.ndarray, output: str) -> np.ndarray:
     return log_p - log_p.mean(axis=1, keepdims=True)
 
 
+def _mirrored(outputs: np.ndarray) -> bool:
+    """True for two classes: the second output is then the first reflected (``1 - p``, or minus
+    the centred log-posterior), which leaves every MI unchanged, so only the first column is
+    estimated and reported for both (two separate estimates would differ by their Monte Carlo
+    and fitting noise, ~0.02-0.2 nats, where the true values are equal)."""
+    return outputs.shape[1] == 2
+
+
 def model_mutual_information(predict, X, *, output="posterior", feature_names=None,
                              class_names=None, posteriors=None, max_components=5,
                              n_mc=10_000, transform="auto", n_init=3, return_ci=False,
@@ -1195,11 +1203,15 @@ def model_mutual_information(predict, X, *, output="posterior", feature_names=No
 
     u, labels = _transform_columns(X, transform, "X")
     logger.debug("transforms: X %s", labels)
+    outputs = _outputs_from_posteriors(p, output)
     estimate = _estimate_pairwise(
-        u, _outputs_from_posteriors(p, output), max_components=max_components, n_mc=n_mc,
-        n_init=n_init, return_ci=return_ci, n_bootstrap=n_bootstrap, confidence=confidence,
-        random_state=random_state, n_jobs=n_jobs)
+        u, outputs[:, :1] if _mirrored(outputs) else outputs, max_components=max_components,
+        n_mc=n_mc, n_init=n_init, return_ci=return_ci, n_bootstrap=n_bootstrap,
+        confidence=confidence, random_state=random_state, n_jobs=n_jobs)
     mi, lower, upper = estimate if return_ci else (estimate, None, None)
+    if _mirrored(outputs):
+        mi, lower, upper = (None if a is None else np.repeat(a, 2, axis=1)
+                            for a in (mi, lower, upper))
     class_mi, predictive, expected = predictive_class_information(p)
     return ModelMIResult(mi, lower, upper, feature_names, class_names, output, class_mi,
                          predictive, expected, X.shape[0])
@@ -1302,7 +1314,9 @@ class ModelMITracker:
             self._shape = (X.shape[1], p.shape[1])
         u = self._transform_inputs(X)
         u, constant_u = _standardise(u)
-        v, constant_v = _standardise(_outputs_from_posteriors(p, self.output))
+        outputs = _outputs_from_posteriors(p, self.output)
+        mirrored = _mirrored(outputs)
+        v, constant_v = _standardise(outputs[:, :1] if mirrored else outputs)
         sweep = self._mixtures is None or self.n_updates_ % self.reselect_every == 0
         mi, self._mixtures = _pairwise_mi_matrix(
             u, v, np.ones((1, X.shape[0])), max_components=self.max_components, n_mc=self.n_mc,
@@ -1312,6 +1326,8 @@ class ModelMITracker:
         mi = mi[0]
         mi[constant_u, :] = 0.0
         mi[:, constant_v] = 0.0
+        if mirrored:
+            mi = np.repeat(mi, 2, axis=1)
         class_mi, predictive, expected = predictive_class_information(p)
         return ModelMIResult(
             mi, None, None,
