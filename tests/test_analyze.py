@@ -253,3 +253,13 @@ def test_signal_quality_shares_on_a_known_signal():
 def test_recording_names_are_distinct_and_safe(tmp_path):
     paths = [tmp_path / "s1" / "0.txt", tmp_path / "s2" / "0.txt", tmp_path / "rec one.xdf"]
     assert recording_names(paths) == ["s1__0", "s2__0", "rec_one"]
+
+
+def test_onnx_batches_are_small_on_the_cpu_and_whole_blocks_on_a_gpu():
+    from biosig.analysis.batch import CLASSIFY_WINDOWS, ONNX_BATCH, load_model, onnx_batch
+
+    assert onnx_batch("CPUExecutionProvider") == ONNX_BATCH < CLASSIFY_WINDOWS
+    assert onnx_batch("CUDAExecutionProvider") == CLASSIFY_WINDOWS
+    # This machine's session is on the CPU (the CUDA path needs onnxruntime-gpu and a GPU).
+    model = load_model(MYO_MODEL, ModelSettings(threads=1))
+    assert model.batch_size == onnx_batch(model.providers[0])

@@ -11,11 +11,12 @@ own pipeline settings (:meth:`~biosig.inference.OnnxModel.pipeline_config`), so 
 and a CTG model need nothing else. The samples go in chunks of whole hops, at most
 ``batch_windows`` of them and about as many samples as the feature chain takes at once
 (:data:`~biosig.dsp.chain.PIECE_SAMPLES`): longer chunks only add copies of their windows.
-Each chunk's windows reach onnxruntime in batches of :data:`ONNX_BATCH` (the live path gives
-it one or a few windows at a time), and memory stays bounded on long recordings. The filters
-carry their state across chunks, so the results are those of the live path
-(``tests/test_analyze.py`` compares them). The model's session uses :func:`~biosig.inference.choose_providers`: CUDA
-where onnxruntime-gpu and a GPU are present, else the CPU.
+The windows of several chunks (:data:`CLASSIFY_WINDOWS`) are then classified together, in
+onnxruntime calls of :func:`onnx_batch` windows (the live path gives it one or a few windows at
+a time), and memory stays bounded on long recordings. The filters carry their state across
+chunks, so the results are those of the live path (``tests/test_analyze.py`` compares them).
+The model's session uses :func:`~biosig.inference.choose_providers`: CUDA where
+onnxruntime-gpu and a GPU are present (then a whole block per call), else the CPU.
 """
 
 from __future__ import annotations
@@ -120,14 +121,25 @@ class RecordingFailure:
 # Models already opened in this process (a pool worker or Dask worker analyses many recordings).
 _MODELS: dict = {}
 
-#: Windows per onnxruntime call. Small batches keep the graph's intermediate arrays in the CPU
-#: caches: on one thread the bundled SDGM network runs ~1.5x faster in batches of 256 than of
-#: 4096 (benchmarks/offline_throughput.py); fewer calls would save little more.
+#: Windows per onnxruntime call on the CPU. Small batches keep the graph's intermediate arrays
+#: in the CPU caches: on one thread the bundled SDGM network runs ~1.5x faster in batches of 256
+#: than of 4096 (benchmarks/offline_throughput.py); fewer calls would save little more.
 ONNX_BATCH = 256
 
 #: Windows computed before they are classified together (:func:`run_windows`): ~1.5 MB of
 #: features for 48 features per window.
 CLASSIFY_WINDOWS = 4096
+
+
+def onnx_batch(provider: str) -> int:
+    """Windows per onnxruntime call for a session whose first provider is ``provider``.
+
+    On a GPU each call costs a transfer and kernel launches whatever its size, so a whole block
+    of :data:`CLASSIFY_WINDOWS` goes in one call; on the CPU, :data:`ONNX_BATCH`.
+    """
+    from biosig.inference import CUDA_PROVIDER
+
+    return CLASSIFY_WINDOWS if provider == CUDA_PROVIDER else ONNX_BATCH
 
 
 def load_model(model_path, settings: ModelSettings):
@@ -137,7 +149,9 @@ def load_model(model_path, settings: ModelSettings):
     path = Path(model_path)
     key = (str(path.resolve()), path.stat().st_mtime_ns, repr(settings.model_kwargs()))
     if key not in _MODELS:
-        _MODELS[key] = OnnxModel(path, batch_size=ONNX_BATCH, **settings.model_kwargs())
+        model = OnnxModel(path, batch_size=ONNX_BATCH, **settings.model_kwargs())
+        model.batch_size = onnx_batch(model.providers[0])
+        _MODELS[key] = model
     return _MODELS[key]
 
 
