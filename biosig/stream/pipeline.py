@@ -146,9 +146,9 @@ class StreamProcessor:
     def warm_up(self) -> None:
         """Compile the DSP kernels now, not on the stream's first window.
 
-        The filters, envelope, window features, quality check and posterior are compiled loops
-        (numba): compiled a few seconds once per installation, then loaded from the disk cache
-        in ~0.2 s, on first use. A live pipeline calls this before it starts, so that time is
+        The envelope, window features, quality check and posterior are compiled loops (numba):
+        compiled on first use, ~10 s once per installation, then loaded from the disk cache in
+        a fraction of a second. A live pipeline calls this before it starts, so that time is
         not a stall at the first window. Runs on a throwaway copy: this processor's state is
         untouched.
         """
