@@ -694,6 +694,7 @@ class OnnxModel:
         self.card = _embedded_card(proto, self.path)
         _warn_if_sidecar_differs(self.path, self.card)
         del proto
+        self._torch_graph = None  # batches on a torch device instead (use_torch)
         self.session = self._open_session(raw, providers, threads)
         _check_contract(self.session, self.card, self.path)
         self.classes_ = np.array(self.card["class_names"])
@@ -889,8 +890,42 @@ class OnnxModel:
         return self._logits1, self._ood1
 
     def _run_batch(self, X32) -> tuple[np.ndarray, np.ndarray]:
+        if self._torch_graph is not None:
+            return self._torch_graph(X32)
         logits, ood = self.session.run([LOGITS_NAME, OOD_NAME], {INPUT_NAME: X32})
         return logits, ood
+
+    def use_torch(self, device: str = "cuda") -> "OnnxModel":
+        """Run batches of windows with torch on ``device`` instead of onnxruntime.
+
+        For a GPU that onnxruntime cannot use (its CPU build beside torch with CUDA): the
+        model's graph runs node by node as torch operations
+        (:class:`biosig.torch_graph.TorchGraph`), with the same outputs to float rounding.
+        Single windows (the live path) stay on onnxruntime. Offline use only: it imports torch.
+
+        Parameters
+        ----------
+        device : str
+            A torch device, e.g. ``"cuda"`` or ``"cpu"``.
+
+        Returns
+        -------
+        OnnxModel
+            This model.
+        """
+        from biosig.torch_graph import TorchGraph  # noqa: PLC0415
+
+        self._torch_graph = TorchGraph(self.path.read_bytes(), device)
+        logger.info("%s: batches run by torch on %s", self.path.name, self._torch_graph.device)
+        return self
+
+    @property
+    def engine(self) -> str:
+        """What runs batches: ``"torch cuda:0"`` after :meth:`use_torch`, else onnxruntime's
+        first provider (``"CPUExecutionProvider"``, ``"CUDAExecutionProvider"``)."""
+        if self._torch_graph is not None:
+            return f"torch {self._torch_graph.device}"
+        return self.providers[0]
 
     def _run(self, X) -> tuple[np.ndarray, np.ndarray]:
         """Logits (n, C) and OOD scores (n,) as float32 arrays owned by the caller."""

@@ -256,10 +256,49 @@ def test_recording_names_are_distinct_and_safe(tmp_path):
 
 
 def test_onnx_batches_are_small_on_the_cpu_and_whole_blocks_on_a_gpu():
-    from biosig.analysis.batch import CLASSIFY_WINDOWS, ONNX_BATCH, load_model, onnx_batch
+    from biosig.analysis.batch import (
+        CLASSIFY_WINDOWS,
+        ONNX_BATCH,
+        load_model,
+        onnx_batch,
+        torch_device_for,
+    )
 
     assert onnx_batch("CPUExecutionProvider") == ONNX_BATCH < CLASSIFY_WINDOWS
     assert onnx_batch("CUDAExecutionProvider") == CLASSIFY_WINDOWS
-    # This machine's session is on the CPU (the CUDA path needs onnxruntime-gpu and a GPU).
+    assert onnx_batch("torch cuda:0") == CLASSIFY_WINDOWS
+    # onnxruntime's own CUDA provider, when present, is preferred to torch.
+    assert torch_device_for("auto", "CUDAExecutionProvider") is None
+    assert torch_device_for(None, "CPUExecutionProvider") is None
+    assert torch_device_for("cuda:1", "CPUExecutionProvider") == "cuda:1"
     model = load_model(MYO_MODEL, ModelSettings(threads=1))
-    assert model.batch_size == onnx_batch(model.providers[0])
+    assert model.batch_size == onnx_batch(model.engine)
+
+
+def test_the_torch_engine_gives_the_onnxruntime_results(ctg_model, tmp_path):
+    # What a GPU machine without onnxruntime-gpu runs (torch on CUDA), here on the CPU.
+    reference = run_analysis(ctg_model, [CTG], tmp_path / "ort", jobs=1, progress=False,
+                             report=False, settings=ModelSettings(torch_device=None))
+    torch_run = run_analysis(ctg_model, [CTG], tmp_path / "torch", jobs=1, progress=False,
+                             report=False, settings=ModelSettings(torch_device="cpu"))
+    assert reference.ok and torch_run.ok
+    name = "ctu-uhb_1001"
+    a = pq.read_table(tmp_path / "ort" / "recordings" / name / WINDOWS_PARQUET)
+    b = pq.read_table(tmp_path / "torch" / "recordings" / name / WINDOWS_PARQUET)
+    assert a.column_names == b.column_names and a.num_rows == b.num_rows > 10
+    for column in _posterior_columns(a) + ["ood_score"]:
+        np.testing.assert_allclose(b.column(column).to_numpy(), a.column(column).to_numpy(),
+                                   rtol=1e-6, atol=1e-7, err_msg=column)
+    assert a.column("decision").to_pylist() == b.column("decision").to_pylist()
+    summaries = {run: json.loads((tmp_path / run / "summary.json").read_text())
+                 for run in ("ort", "torch")}
+    assert summaries["torch"]["recordings"][0]["provider"] == "torch cpu"
+    assert summaries["ort"]["recordings"][0]["provider"] == "CPUExecutionProvider"
+
+
+def test_a_torch_device_that_does_not_exist_is_one_clear_line(tmp_path, capsys):
+    code = main(["analyze", str(MYO_MODEL), str(MYO), "--out", str(tmp_path),
+                 "--torch-device", "warp-drive", "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "warp-drive" in err[0]

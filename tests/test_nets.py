@@ -34,6 +34,7 @@ from biosig.nets.jsu import (  # noqa: E402
     initial_translation,
     stable_asinh,
 )
+from biosig.torch_graph import TorchGraph  # noqa: E402
 
 MYO_FILE = "myo-readings-dataset/12345-1/3.txt"
 MYO_RATE_HZ = 200.0
@@ -354,6 +355,10 @@ def test_onnx_export_matches_torch_on_real_data(arch, myo_split, tmp_path):
     posterior = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
     np.testing.assert_allclose(posterior, model.predict_proba(features), rtol=0, atol=1e-5)
     np.testing.assert_allclose(ood, model.ood_score(features), rtol=1e-6, atol=1e-5)
+    # The torch engine (offline batches on a GPU onnxruntime cannot use) runs the same graph.
+    torch_logits, torch_ood = TorchGraph(path.read_bytes(), "cpu")(features)
+    np.testing.assert_allclose(torch_logits, logits, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(torch_ood, ood, rtol=1e-6, atol=1e-6)
     # A single window (the live path) gives the same as its row of the batch.
     one_logits, one_ood = session.run(None, {"features": features[:1]})
     np.testing.assert_allclose(one_logits[0], logits[0], rtol=1e-6, atol=1e-5)

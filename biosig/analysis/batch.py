@@ -22,6 +22,8 @@ onnxruntime-gpu and a GPU are present (then a whole block per call), else the CP
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +61,10 @@ class ModelSettings:
         onnxruntime execution providers; None: CUDA where present, else CPU.
     batch_windows : int
         At most this many windows per chunk of samples (see :func:`chunk_samples`).
+    torch_device : str or None
+        Batches run by torch on this device (:meth:`~biosig.inference.OnnxModel.use_torch`):
+        ``"auto"`` (default) on a CUDA GPU that torch sees when onnxruntime has no CUDA
+        provider; a device name (``"cuda:1"``, ``"cpu"``) always; None never.
     """
 
     reject_threshold: float | None = None
@@ -66,6 +72,7 @@ class ModelSettings:
     threads: int | None = None
     providers: list[str] | None = None
     batch_windows: int = 4096
+    torch_device: str | None = "auto"
 
     def model_kwargs(self) -> dict:
         return {"reject_threshold": self.reject_threshold, "smoothing": self.smoothing,
@@ -131,15 +138,37 @@ ONNX_BATCH = 256
 CLASSIFY_WINDOWS = 4096
 
 
-def onnx_batch(provider: str) -> int:
-    """Windows per onnxruntime call for a session whose first provider is ``provider``.
+def onnx_batch(engine: str) -> int:
+    """Windows per inference call for a model whose :attr:`~biosig.inference.OnnxModel.engine`
+    is ``engine``.
 
-    On a GPU each call costs a transfer and kernel launches whatever its size, so a whole block
-    of :data:`CLASSIFY_WINDOWS` goes in one call; on the CPU, :data:`ONNX_BATCH`.
+    On a GPU (onnxruntime's CUDA provider, or torch) each call costs a transfer and kernel
+    launches whatever its size, so a whole block of :data:`CLASSIFY_WINDOWS` goes in one call;
+    on onnxruntime's CPU provider, :data:`ONNX_BATCH`.
     """
     from biosig.inference import CUDA_PROVIDER
 
-    return CLASSIFY_WINDOWS if provider == CUDA_PROVIDER else ONNX_BATCH
+    gpu = engine == CUDA_PROVIDER or engine.startswith("torch ")
+    return CLASSIFY_WINDOWS if gpu else ONNX_BATCH
+
+
+def torch_device_for(setting: str | None, onnx_provider: str) -> str | None:
+    """The torch device to run batches on (:attr:`ModelSettings.torch_device`), or None.
+
+    ``"auto"`` gives ``"cuda"`` only when onnxruntime itself has no CUDA provider and torch sees
+    a CUDA GPU; torch is imported only where an NVIDIA device node or ``nvidia-smi`` exists.
+    """
+    from biosig.inference import CUDA_PROVIDER
+
+    if setting is None or setting != "auto":
+        return setting
+    if onnx_provider == CUDA_PROVIDER:
+        return None
+    if not (os.path.exists("/dev/nvidiactl") or shutil.which("nvidia-smi")):
+        return None
+    import torch  # noqa: PLC0415
+
+    return "cuda" if torch.cuda.is_available() else None
 
 
 def load_model(model_path, settings: ModelSettings):
@@ -147,10 +176,14 @@ def load_model(model_path, settings: ModelSettings):
     from biosig.inference import OnnxModel
 
     path = Path(model_path)
-    key = (str(path.resolve()), path.stat().st_mtime_ns, repr(settings.model_kwargs()))
+    key = (str(path.resolve()), path.stat().st_mtime_ns, repr(settings.model_kwargs()),
+           settings.torch_device)
     if key not in _MODELS:
         model = OnnxModel(path, batch_size=ONNX_BATCH, **settings.model_kwargs())
-        model.batch_size = onnx_batch(model.providers[0])
+        device = torch_device_for(settings.torch_device, model.providers[0])
+        if device is not None:
+            model.use_torch(device)
+        model.batch_size = onnx_batch(model.engine)
         _MODELS[key] = model
     return _MODELS[key]
 

@@ -130,7 +130,7 @@ def recording_summary(name, source, model, stream, results, labels, quality, *, 
         "quality": quality,
         "elapsed_s": float(elapsed_s),
         "windows_per_s": float(n / elapsed_s) if elapsed_s > 0 else None,
-        "provider": model.providers[0],
+        "provider": model.engine,
     }
 
 

@@ -60,6 +60,10 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-windows", type=int, default=4096,
                         help="most windows computed per chunk of a recording (default 4096; "
                              "chunks are also capped at the feature chain's piece size)")
+    parser.add_argument("--torch-device", default="auto", metavar="DEVICE",
+                        help="run the model's batches with torch on DEVICE (e.g. cuda, cuda:1, "
+                             "cpu) instead of onnxruntime; 'auto' (default): on a CUDA GPU when "
+                             "onnxruntime has no CUDA provider; 'off': never")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or summary lines")
     parser.set_defaults(func=run)
 
@@ -73,10 +77,15 @@ def run(args) -> int:
         raise BiosigError("--jobs sets the local pool; with --scheduler the cluster decides, leave it out")
     if args.smoothing is not None:
         check_int(args.smoothing, "--smoothing", minimum=1)
+    if args.torch_device not in ("auto", "off"):
+        from biosig.torch_graph import check_device
+
+        check_device(args.torch_device)  # a bad name fails here, not in every worker
     settings = ModelSettings(
         reject_threshold=args.reject_threshold,
         smoothing=args.smoothing,
         batch_windows=check_int(args.batch_windows, "--batch-windows", minimum=1),
+        torch_device=None if args.torch_device == "off" else args.torch_device,
     )
     result = run_analysis(
         args.model, args.inputs, args.out, jobs=args.jobs, scheduler=args.scheduler,
