@@ -33,7 +33,8 @@ picked up where it stopped.
 
 Work runs in a local process pool (--jobs) or, with --scheduler, on a Dask distributed
 cluster whose workers have biosig installed and see the same paths. The onnxruntime CUDA
-provider is used where onnxruntime-gpu and a GPU are present.
+provider is used where onnxruntime-gpu and a GPU are present; where onnxruntime is the CPU build
+but torch sees a CUDA GPU, torch runs the model's batches on it (--torch-device).
 """
 
 
