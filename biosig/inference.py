@@ -74,7 +74,6 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-import numba
 import numpy as np
 
 from biosig._checks import BiosigError, check_existing_file, check_int, check_positive
@@ -575,7 +574,7 @@ class Inference:
         return int(self.posteriors.shape[0])
 
 
-_MOST_NEGATIVE = float(np.finfo(np.float64).min)
+_MOST_NEGATIVE = np.finfo(np.float64).min
 
 
 def softmax_with_entropy(logits, temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -594,50 +593,17 @@ def softmax_with_entropy(logits, temperature: float = 1.0) -> tuple[np.ndarray, 
     entropy : ndarray, shape (n,)
         NaN exactly where the posterior row is.
     """
-    logits = np.asarray(logits)
-    if logits.ndim != 2:
-        raise BiosigError(f"logits must be 2-D (n, n_classes), got shape {logits.shape}")
-    if logits.dtype != np.float32:
-        logits = logits.astype(np.float64, copy=False)
-    posteriors = np.empty(logits.shape)
-    entropy = np.empty(logits.shape[0])
-    _softmax_rows(logits, float(temperature), posteriors, entropy)
-    return posteriors, entropy
-
-
-@numba.njit(cache=True, nogil=True)
-def _softmax_rows(logits, temperature, posteriors, entropy):  # pragma: no cover - compiled
-    """Row by row, in float64: ``z = logits / T - max``, ``p = e^z / sum e^z``, and the
-    entropy ``H = log(sum e^z) - sum p z``, exact where ``p`` underflows (unlike
-    ``-sum p log p``). A row with a NaN or +inf logit is NaN; a -inf logit (probability 0)
-    counts as the most negative float, so that ``p z`` is 0, not ``0 * -inf``."""
-    n_classes = logits.shape[1]
-    for i in range(logits.shape[0]):
-        top = -np.inf
-        bad = False
-        for k in range(n_classes):
-            value = logits[i, k] / temperature
-            if np.isnan(value) or value == np.inf:
-                bad = True
-            elif value > top:
-                top = value
-        if bad or top == -np.inf:
-            posteriors[i, :] = np.nan
-            entropy[i] = np.nan
-            continue
-        total = 0.0
-        for k in range(n_classes):
-            z = max(logits[i, k] / temperature - top, _MOST_NEGATIVE)
-            posteriors[i, k] = np.exp(z)
-            total += posteriors[i, k]
-        weighted = 0.0
-        for k in range(n_classes):
-            z = max(logits[i, k] / temperature - top, _MOST_NEGATIVE)
-            posteriors[i, k] /= total
-            weighted += posteriors[i, k] * z
-        entropy[i] = np.log(total) - weighted
-
-
+    z = np.array(logits, dtype=np.float64)
+    z /= temperature
+    z -= z.max(axis=1, keepdims=True)
+    # A -inf logit (probability 0) would make p * z = 0 * -inf = NaN in the entropy.
+    np.maximum(z, _MOST_NEGATIVE, out=z)
+    e = np.exp(z)
+    total = e.sum(axis=1, keepdims=True)
+    e /= total
+    # H = log(sum e^z) - sum p z: exact where p underflows, unlike -sum p log p.
+    entropy = np.log(total[:, 0]) - np.einsum("ij,ij->i", e, z)
+    return e, entropy
 
 
 # -- the model --------------------------------------------------------------------------------

@@ -641,3 +641,21 @@ def test_importing_and_running_the_engine_does_not_import_torch(linear):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "clean"
+
+
+def test_a_model_opens_and_predicts_without_numba_or_scipy_signal():
+    # What the explainer's worker process does: it must not pay for the DSP's compiled loops
+    # (numba: ~0.3 s and ~120 MB) nor scipy.signal (~1 s) that it never runs.
+    from pathlib import Path
+
+    model = Path(__file__).resolve().parents[1] / "models" / "myo-12345-jsu.onnx"
+    code = (
+        "import sys, numpy as np\n"
+        "from biosig.inference import OnnxModel\n"
+        f"m = OnnxModel({str(model)!r}, threads=1)\n"
+        "p = m.predict_proba(np.ones((5, m.n_features)))\n"
+        "assert p.shape == (5, 8)\n"
+        "print(sorted(x for x in ('numba', 'scipy.signal', 'torch') if x in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -18,18 +18,32 @@ Offline, :func:`analyse_stream` returns the same for a whole recorded stream.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from biosig.ctg.chain import CTGFeatureChain, CTGSnapshot
-from biosig.ctg.config import (
-    CTG_FEATURE_NAMES,
-    UC_FEATURES,
-    CTGConfig,
-    check_ctg_feature_names,
-    is_ctg_feature_set,
-)
-from biosig.ctg.features import EVENT_KINDS, CTGEvent, WindowAnalysis, analyse_window
-from biosig.ctg.preprocess import ARTEFACT, LOSS, MATERNAL, VALID, CleanChunk, CTGPreprocessor
+if TYPE_CHECKING:
+    from biosig.ctg.chain import CTGSnapshot
+    from biosig.ctg.preprocess import CleanChunk
+
+# Where each public name lives; loaded on first use, so that reading a configuration (which
+# needs only biosig.ctg.config) does not load the streaming chain and what it imports.
+_EXPORTS = {
+    "CTGFeatureChain": "chain", "CTGSnapshot": "chain",
+    "CTG_FEATURE_NAMES": "config", "UC_FEATURES": "config", "CTGConfig": "config",
+    "check_ctg_feature_names": "config", "is_ctg_feature_set": "config",
+    "EVENT_KINDS": "features", "CTGEvent": "features", "WindowAnalysis": "features",
+    "analyse_window": "features",
+    "ARTEFACT": "preprocess", "LOSS": "preprocess", "MATERNAL": "preprocess",
+    "VALID": "preprocess", "CleanChunk": "preprocess", "CTGPreprocessor": "preprocess",
+}
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
 __all__ = [
     "ARTEFACT",
@@ -91,6 +105,8 @@ def analyse_stream(stream, config=None, classifier=None) -> CTGAnalysis:
     CTGAnalysis
     """
     from biosig.config import PipelineConfig
+    from biosig.ctg.chain import CTGFeatureChain
+    from biosig.ctg.preprocess import CTGPreprocessor
     from biosig.stream.pipeline import StreamProcessor
 
     if config is None:

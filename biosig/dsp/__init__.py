@@ -7,30 +7,32 @@ of the stages. A consumer that needs only window features (not the windows, nor 
 signal) gets them fastest from a :class:`FeatureChain` (:mod:`biosig.dsp.chain`).
 """
 
-from biosig.dsp.chain import FeatureChain
-from biosig.dsp.envelope import (
-    ENVELOPE_KINDS,
-    LowpassEnvelope,
-    MovingAverage,
-    MovingRMS,
-    make_envelope,
-    rectify,
-)
-from biosig.dsp.features import FEATURE_NAMES, FeatureExtractor
-from biosig.dsp.filters import (
-    SOSFilter,
-    cascade,
-    design_bandpass,
-    design_highpass,
-    design_lowpass,
-    design_notch,
-    notch_frequencies,
-    sosfilt_offline,
-)
-from biosig.dsp.preprocess import NonFiniteGuard, Preprocessor
-from biosig.dsp.resample import Decimator, Resampler, rational_ratio
-from biosig.dsp.window_features import FeatureBatch, WindowFeatures
-from biosig.dsp.windows import WindowBatch, Windower, window_lengths, windows_offline
+import importlib
+
+# Where each public name lives; loaded on first use, so that code needing one stage (a
+# configuration, say) does not load them all, nor the compiled loops' numba.
+_EXPORTS = {
+    "FeatureChain": "chain",
+    "ENVELOPE_KINDS": "envelope", "LowpassEnvelope": "envelope", "MovingAverage": "envelope",
+    "MovingRMS": "envelope", "make_envelope": "envelope", "rectify": "envelope",
+    "FEATURE_NAMES": "features", "FeatureExtractor": "features",
+    "SOSFilter": "filters", "cascade": "filters", "design_bandpass": "filters",
+    "design_highpass": "filters", "design_lowpass": "filters", "design_notch": "filters",
+    "notch_frequencies": "filters", "sosfilt_offline": "filters",
+    "NonFiniteGuard": "preprocess", "Preprocessor": "preprocess",
+    "Decimator": "resample", "Resampler": "resample", "rational_ratio": "resample",
+    "FeatureBatch": "window_features", "WindowFeatures": "window_features",
+    "WindowBatch": "windows", "Windower": "windows", "window_lengths": "windows",
+    "windows_offline": "windows",
+}
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
 
 __all__ = [
     "ENVELOPE_KINDS",

@@ -9,7 +9,8 @@ processed in one call to ~1e-12 relative, whatever its duration.
 
 from __future__ import annotations
 
-import numba
+import functools
+
 import numpy as np
 
 from biosig._checks import BiosigError, check_int, check_positive, check_samples
@@ -107,8 +108,8 @@ class _MovingSum:
         n = x.shape[0]
         if self._end + n > self._rows.shape[0]:
             self._make_room(n)
-        _moving_means(x, self._rows, self._end, self.window, self.n_seen, rectify, square,
-                      root, out)
+        _compiled_moving_means()(x, self._rows, self._end, self.window, self.n_seen, rectify,
+                                 square, root, out)
         self._end += n
         self.n_seen += n
 
@@ -122,7 +123,15 @@ class _MovingSum:
         self._end = keep
 
 
-@numba.njit(cache=True, nogil=True)
+@functools.cache
+def _compiled_moving_means():
+    """:func:`_moving_means` compiled by numba (on first use: importing numba costs ~0.3 s and
+    ~120 MB, which a process that only reads configurations or opens a model should not pay)."""
+    import numba  # noqa: PLC0415
+
+    return numba.njit(cache=True, nogil=True)(_moving_means)
+
+
 def _moving_means(x, rows, end, window, n_seen, rectify, square, root, out):  # pragma: no cover
     """One pass of :meth:`_MovingSum.process` over samples that reach no anchor.
 

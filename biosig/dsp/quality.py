@@ -28,18 +28,18 @@ and ``P(0) = 0`` (the rate converter's own accounting, :mod:`biosig.dsp.resample
 one, ``P(m) = m``. A window's quality is that of its input samples, and it is complete in the
 push that brings its last input sample: the push in which the feature chain returns it.
 
-Cost: the check is compiled loops (:mod:`numba`; compiled on first use, a few seconds once,
-then cached beside this module), one call per push that completes windows. That call cuts each
-hop of the samples the windows need into a *head* (the first ``length mod hop`` samples) and a
-*tail*, folds each part once into per-channel maximum, minimum and count at a rail (finite
-samples only), and gives each window the combination of ``length // hop`` hop results and one
-head: within a push each sample is read once, whatever the window overlap. Only the samples
-are carried from one push to the next, so a sample in windows completed by several pushes is
-read by each: live, where a push completes about one window, ``length / hop`` reads per sample
-(a few hundred comparisons per window); a whole recording, about one. Samples wait in a
-preallocated buffer; a push that completes no window only copies its samples there (no
-allocation in steady state). Maxima, minima and integer counts are exact, so any chunking
-gives bit-identical flags.
+Cost: the check is compiled loops (:mod:`biosig.dsp._quality_kernels`, numba; compiled on
+first use, a few seconds once, then cached on disk), one call per push that completes windows.
+That call cuts each hop of the samples the windows need into a *head* (the first
+``length mod hop`` samples) and a *tail*, folds each part once into per-channel maximum,
+minimum and count at a rail (finite samples only), and gives each window the combination of
+``length // hop`` hop results and one head: within a push each sample is read once, whatever
+the window overlap. Only the samples are carried from one push to the next, so a sample in
+windows completed by several pushes is read by each: live, where a push completes about one
+window, ``length / hop`` reads per sample (a few hundred comparisons per window); a whole
+recording, about one. Samples wait in a preallocated buffer; a push that completes no window
+only copies its samples there (no allocation in steady state). Maxima, minima and integer
+counts are exact, so any chunking gives bit-identical flags.
 """
 
 from __future__ import annotations
@@ -47,7 +47,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
 from biosig._checks import BiosigError, check_int, check_positive
@@ -388,9 +387,11 @@ class WindowQuality:
         # Written by the kernel (arrays it returned would cost more to hand back than to fill).
         flags = np.empty((2, n_windows, self.n_channels), dtype=bool)  # clipped, flat
         ends = np.empty(n_windows, dtype=np.int64)
-        _window_flags(self._raw.rows(), self._raw_first, first_window, self.length, self.hop,
-                      self.up, self.down, self._low, self._high, self._clip_share,
-                      self._flat_ptp, flags[0], flags[1], ends)
+        from biosig.dsp._quality_kernels import window_flags  # noqa: PLC0415 - numba
+
+        window_flags(self._raw.rows(), self._raw_first, first_window, self.length, self.hop,
+                     self.up, self.down, self._low, self._high, self._clip_share,
+                     self._flat_ptp, flags[0], flags[1], ends)
         self._windows_done = last_window + 1
         next_start = self._windows_done * self.hop
         self._next_window_end = self._position(next_start + self.length)
@@ -406,101 +407,6 @@ class WindowQuality:
                                         ("flat", self.checks_flat)) if on]
         return (f"<WindowQuality | {self.n_channels} ch | {self.length} samples, hop "
                 f"{self.hop} | {', '.join(checks) or 'no checks'}>")
-
-
-# -- compiled kernels ----------------------------------------------------------------------
-# Plain loops over the buffered samples (rows: samples, columns: channels), compiled once and
-# cached on disk. Positions are in input samples relative to the buffer's first row.
-
-
-@numba.njit(cache=True)
-def _first_input(m, up, down):
-    """``P(m)`` of the module docstring: index of the first input sample of output ``m``."""
-    return max((m - 1) * down // up + 1, 0)
-
-
-@numba.njit(cache=True)
-def _fold_samples(raw, start, stop, low, high, maxima, minima, counts, row):
-    """Fold the finite samples of ``raw[start:stop]`` into the running per-channel maxima,
-    minima and counts at a rail (``<= low`` or ``>= high``) of row ``row``; NaN/±Inf are the
-    non-finite guard's."""
-    for i in range(start, stop):
-        for c in range(raw.shape[1]):
-            value = raw[i, c]
-            if math.isfinite(value):
-                maxima[row, c] = max(maxima[row, c], value)
-                minima[row, c] = min(minima[row, c], value)
-                if value <= low or value >= high:
-                    counts[row, c] += 1
-
-
-@numba.njit(cache=True)
-def _reduce_blocks(raw, raw_first, first_block, n_blocks, length, hop, up, down, low, high):
-    """Maxima, minima and rail counts of ``n_blocks`` hop blocks from ``first_block`` on: of
-    each block's head (``head_*``, shape ``(n_blocks, n_channels)``) and of the whole block
-    (``block_*``, all but the last; none when the hop is longer than the window, which then is
-    a head). A segment without finite samples keeps maximum -Inf and minimum +Inf."""
-    q, r = length // hop, length % hop
-    n_channels = raw.shape[1]
-    head_max = np.full((n_blocks, n_channels), -np.inf)
-    head_min = np.full((n_blocks, n_channels), np.inf)
-    head_count = np.zeros((n_blocks, n_channels), np.int64)
-    n_full = n_blocks - 1 if q > 0 else 0
-    block_max = np.empty((n_full, n_channels))
-    block_min = np.empty((n_full, n_channels))
-    block_count = np.empty((n_full, n_channels), np.int64)
-    for b in range(n_blocks):
-        output = (first_block + b) * hop  # the block's first output sample
-        start = _first_input(output, up, down) - raw_first
-        middle = _first_input(output + r, up, down) - raw_first
-        _fold_samples(raw, start, middle, low, high, head_max, head_min, head_count, b)
-        if b < n_full:  # the whole block: its head, then its tail folded in
-            block_max[b] = head_max[b]
-            block_min[b] = head_min[b]
-            block_count[b] = head_count[b]
-            stop = _first_input(output + hop, up, down) - raw_first
-            _fold_samples(raw, middle, stop, low, high, block_max, block_min, block_count, b)
-    return head_max, head_min, head_count, block_max, block_min, block_count
-
-
-@numba.njit(cache=True)
-def _judge_windows(head_max, head_min, head_count, block_max, block_min, block_count,
-                   first_window, length, hop, up, down, clip_share, flat_ptp, clipped, flat,
-                   ends):
-    """Write the clipped and flat flags and the last input index of each window from its hop
-    blocks (as :func:`_reduce_blocks` returns them): window ``i`` combines blocks
-    ``i .. i + q - 1`` and head ``i + q`` (``q = length // hop``)."""
-    q = length // hop
-    n_windows, n_channels = clipped.shape
-    for i in range(n_windows):
-        output = (first_window + i) * hop
-        first = _first_input(output, up, down)
-        stop = _first_input(output + length, up, down)
-        span = stop - first  # input samples in the window
-        ends[i] = stop - 1
-        for c in range(n_channels):
-            maximum, minimum, count = head_max[i + q, c], head_min[i + q, c], head_count[i + q, c]
-            for b in range(i, i + q):
-                maximum = max(maximum, block_max[b, c])
-                minimum = min(minimum, block_min[b, c])
-                count += block_count[b, c]
-            clipped[i, c] = count > clip_share * span  # without rails count is 0: never
-            # minimum > maximum: no finite sample, not flat; one sample is trivially constant.
-            flat[i, c] = span >= 2 and minimum <= maximum and maximum - minimum <= flat_ptp
-
-
-@numba.njit(cache=True)
-def _window_flags(raw, raw_first, first_window, length, hop, up, down, low, high, clip_share,
-                  flat_ptp, clipped, flat, ends):
-    """Judge the ``len(ends)`` windows from ``first_window`` on from the buffered samples
-    (``raw[0]`` is input sample ``raw_first``), into ``clipped``, ``flat`` and ``ends``.
-    Infinite rails turn the clipping check off, a negative ``flat_ptp`` the flat one."""
-    head_max, head_min, head_count, block_max, block_min, block_count = _reduce_blocks(
-        raw, raw_first, first_window, ends.shape[0] + length // hop, length, hop, up, down, low,
-        high)
-    _judge_windows(head_max, head_min, head_count, block_max, block_min, block_count,
-                   first_window, length, hop, up, down, clip_share, flat_ptp, clipped, flat,
-                   ends)
 
 
 def window_quality(data, config: QualityConfig, fs: float, length_s: float, hop_s: float, *,

@@ -146,14 +146,12 @@ class StreamProcessor:
     def warm_up(self) -> None:
         """Compile the DSP kernels now, not on the stream's first window.
 
-        The envelope, window features, quality check and posterior are compiled loops (numba):
+        The envelope, window features and quality check are compiled loops (numba):
         compiled on first use, ~10 s once per installation, then loaded from the disk cache in
         a fraction of a second. A live pipeline calls this before it starts, so that time is
         not a stall at the first window. Runs on a throwaway copy: this processor's state is
         untouched.
         """
-        from biosig.inference import softmax_with_entropy
-
         ghost = StreamProcessor(self.config, self.srate, self._source_labels,
                                 channel_format=self._channel_format)
         window = self.config.window.length_s + self.config.window.hop_s
@@ -164,7 +162,6 @@ class StreamProcessor:
         for start in range(0, n // 2, 3):
             ghost.process(data[start : start + 3], timestamps[start : start + 3])
         ghost.process(data[n // 2 :], timestamps[n // 2 :])
-        softmax_with_entropy(np.zeros((2, 2), dtype=np.float32))
 
     def reset(self) -> None:
         """Forget all carried state (filters, partial windows, decision smoothing)."""
