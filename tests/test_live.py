@@ -14,6 +14,7 @@ from biosig import BiosigError
 from biosig.inference import OnnxModel
 from biosig.io import read_recording
 from biosig.stream.live import (
+    PREPARING_MESSAGE,
     Annotations,
     LiveSession,
     ReplayFeed,
@@ -238,3 +239,25 @@ def test_record_never_overwrites(tmp_path, unique_name):
         session.stop()
         feed.stop()
     assert existing.read_bytes() == b"keep me"
+
+
+def test_session_says_it_is_preparing_once_the_stream_is_found(unique_name):
+    # Between finding the stream and running, the DSP loops are compiled or loaded (~10 s on a
+    # first run): the status must say so, not that it is still looking for the stream.
+    import time
+
+    feed = ReplayFeed(MYO, start_s=60, speed=2, name=unique_name).start()
+    session = LiveSession(unique_name, history_s=5, resolve_timeout=5, explain=False)
+    seen = set()
+    try:
+        session.start_in_background()
+        deadline = time.monotonic() + 15
+        while session.state == "connecting" and time.monotonic() < deadline:
+            seen.add(session.message)
+            time.sleep(0.0005)
+        assert session.state == "running"
+        assert PREPARING_MESSAGE in seen
+        assert session.message == ""
+    finally:
+        session.stop()
+        feed.stop()

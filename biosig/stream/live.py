@@ -57,6 +57,11 @@ from biosig._checks import BiosigError, check_int, check_positive
 
 logger = logging.getLogger(__name__)
 
+#: :attr:`LiveSession.message` while the pipeline starts once its stream is found: its DSP loops
+#: are compiled then, which takes ~10 s the first time after installing (a fraction of a second
+#: after, from the disk cache).
+PREPARING_MESSAGE = "stream found; preparing the signal processing (~10 s on a first run)"
+
 __all__ = [
     "Annotations", "DisplayBins", "Event", "LiveSession", "LiveStatus", "ReplayFeed",
     "ResultsBuffer", "SignalBuffer", "minmax_decimate",
@@ -848,6 +853,8 @@ class LiveSession:
             self.pipeline = Pipeline(_Opened(source), config, classifier=self.classifier,
                                      sinks=sinks)
             self.pipeline.chunk_hooks.append(self._on_chunk)
+            with self._lock:  # the stream is found; starting takes ~10 s on a first run
+                self._message = PREPARING_MESSAGE
             self.pipeline.start()
             if self.explainer is not None:
                 self.explainer.start()
@@ -858,7 +865,7 @@ class LiveSession:
                 self._message = str(err) if isinstance(err, BiosigError) else f"{type(err).__name__}: {err}"
             raise
         with self._lock:
-            self._state = "running"
+            self._state, self._message = "running", ""
         logger.info("live session on %r", self.inlet)
         return self
 

@@ -240,7 +240,7 @@ class MainWindow(QtWidgets.QMainWindow):
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([1040, 560])
         self.setCentralWidget(splitter)
-        self.plots.addLabel("waiting for a stream…", size="14pt")
+        self._waiting = self.plots.addLabel("waiting for a stream…", size="14pt")
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
@@ -711,13 +711,23 @@ class MainWindow(QtWidgets.QMainWindow):
                                           f" / p99 {_num(s.latency_p99 * 1e3, '.1f')} ms")
         if state == "error":
             self._show_message(s.message, error=True)
+        elif state == "connecting" and s.message:  # found, and starting
+            self._show_message(s.message)
+            self._set_waiting("preparing the signal processing…")
         elif state == "connecting":
             query = {k: v for k, v in self._query.items() if v and k != "time_scale"}
             self._show_message("looking for " + ", ".join(f"{k}={v!r}" for k, v in query.items()))
+            self._set_waiting("waiting for a stream…")
         elif state == "lost":
             self._show_message("stream lost; it is picked up again when it returns", error=True)
-        elif self._message_transient or self.message_label.text().startswith("looking for"):
+        elif self._message_transient or self.message_label.text().startswith(
+                ("looking for", "stream found")):
             self._show_message("")
+
+    def _set_waiting(self, text: str) -> None:
+        """The placeholder's text, while the plots are not built yet."""
+        if self._waiting.scene() is not None and self._waiting.text != text:
+            self._waiting.setText(text, size="14pt")
 
     def _show_message(self, text: str, *, error: bool = False) -> None:
         _set_text(self.message_label, text)
