@@ -18,9 +18,10 @@ Offline, :func:`analyse_stream` returns the same for a whole recorded stream.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from biosig._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from biosig.ctg.chain import CTGSnapshot
@@ -38,34 +39,9 @@ _EXPORTS = {
     "VALID": "preprocess", "CleanChunk": "preprocess", "CTGPreprocessor": "preprocess",
 }
 
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
-
-__all__ = [
-    "ARTEFACT",
-    "CTG_FEATURE_NAMES",
-    "EVENT_KINDS",
-    "LOSS",
-    "MATERNAL",
-    "UC_FEATURES",
-    "VALID",
-    "CTGAnalysis",
-    "CTGConfig",
-    "CTGEvent",
-    "CTGFeatureChain",
-    "CTGPreprocessor",
-    "CTGSnapshot",
-    "CleanChunk",
-    "WindowAnalysis",
-    "analyse_stream",
-    "analyse_window",
-    "check_ctg_feature_names",
-    "is_ctg_feature_set",
-]
+__all__ = sorted([*_EXPORTS, "CTGAnalysis", "analyse_stream"])
 
 
 @dataclass

@@ -7,7 +7,7 @@ of the stages. A consumer that needs only window features (not the windows, nor 
 signal) gets them fastest from a :class:`FeatureChain` (:mod:`biosig.dsp.chain`).
 """
 
-import importlib
+from biosig._lazy import lazy_exports
 
 # Where each public name lives; loaded on first use, so that code needing one stage (a
 # configuration, say) does not load them all, nor the compiled loops' numba.
@@ -26,41 +26,6 @@ _EXPORTS = {
     "windows_offline": "windows",
 }
 
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
-
-
-__all__ = [
-    "ENVELOPE_KINDS",
-    "FEATURE_NAMES",
-    "Decimator",
-    "FeatureBatch",
-    "FeatureChain",
-    "FeatureExtractor",
-    "LowpassEnvelope",
-    "MovingAverage",
-    "MovingRMS",
-    "NonFiniteGuard",
-    "Preprocessor",
-    "Resampler",
-    "SOSFilter",
-    "WindowBatch",
-    "WindowFeatures",
-    "Windower",
-    "cascade",
-    "design_bandpass",
-    "design_highpass",
-    "design_lowpass",
-    "design_notch",
-    "make_envelope",
-    "notch_frequencies",
-    "rational_ratio",
-    "rectify",
-    "sosfilt_offline",
-    "window_lengths",
-    "windows_offline",
-]
+__all__ = sorted(_EXPORTS)
