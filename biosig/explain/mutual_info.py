@@ -1204,12 +1204,13 @@ def model_mutual_information(predict, X, *, output="posterior", feature_names=No
     u, labels = _transform_columns(X, transform, "X")
     logger.debug("transforms: X %s", labels)
     outputs = _outputs_from_posteriors(p, output)
+    mirrored = _mirrored(outputs)
     estimate = _estimate_pairwise(
-        u, outputs[:, :1] if _mirrored(outputs) else outputs, max_components=max_components,
+        u, outputs[:, :1] if mirrored else outputs, max_components=max_components,
         n_mc=n_mc, n_init=n_init, return_ci=return_ci, n_bootstrap=n_bootstrap,
         confidence=confidence, random_state=random_state, n_jobs=n_jobs)
     mi, lower, upper = estimate if return_ci else (estimate, None, None)
-    if _mirrored(outputs):
+    if mirrored:
         mi, lower, upper = (None if a is None else np.repeat(a, 2, axis=1)
                             for a in (mi, lower, upper))
     class_mi, predictive, expected = predictive_class_information(p)

@@ -245,10 +245,11 @@ class StreamProcessor:
             results.decision = np.full(n, -1, dtype=np.int64)
         if not n:
             return
-        if classify:
-            self._infer(results, features)
-        else:
+        if not classify:
             results.skipped[:] = True
+            return
+        for name, values in self._inference(features).items():
+            getattr(results, name)[...] = values
 
     def classify(self, parts) -> None:
         """Classify, in place, windows that :meth:`process` returned with ``classify=False``.
@@ -267,30 +268,23 @@ class StreamProcessor:
             return
         features = parts[0].features if len(parts) == 1 else np.concatenate(
             [part.features for part in parts])
-        block = WindowResults(t_end=np.zeros(len(features)), features=features,
-                              flagged=np.zeros(len(features), dtype=bool),
-                              feature_names=self.feature_names, class_names=self.class_names)
-        self._classify(block, features, classify=True)
+        columns = self._inference(features)
         start = 0
         for part in parts:
             stop = start + len(part)
-            for name in ("posteriors", "ood_score", "ood_flag", "rejected", "decision"):
-                value = getattr(block, name)
-                if value is not None:
-                    getattr(part, name)[...] = value[start:stop]
+            for name, values in columns.items():
+                getattr(part, name)[...] = values[start:stop]
             part.skipped[:] = False
             start = stop
 
-    def _infer(self, results: WindowResults, features) -> None:
-        if self._infers:
-            inference = self.classifier.infer(features)
-            results.posteriors[:] = inference.posteriors
-            results.ood_score[:] = inference.ood_score
-            results.ood_flag[:] = inference.ood_flag
-            results.rejected[:] = inference.rejected
-            results.decision[:] = inference.predicted
-        else:
-            results.posteriors[:] = self.classifier.predict_proba(features)
+    def _inference(self, features) -> dict:
+        """The classifier's output columns for ``features``, by :class:`WindowResults` name."""
+        if not self._infers:
+            return {"posteriors": self.classifier.predict_proba(features)}
+        inference = self.classifier.infer(features)
+        return {"posteriors": inference.posteriors, "ood_score": inference.ood_score,
+                "ood_flag": inference.ood_flag, "rejected": inference.rejected,
+                "decision": inference.predicted}
 
 
 #: The quality bits of a batch without windows (shared, read-only).
