@@ -196,16 +196,20 @@ _ELEMENTWISE = {
 }
 
 
+#: Elementwise operators that are one torch function of one tensor.
+_UNARY = {"Abs": "abs", "Neg": "neg", "Sign": "sign", "Sqrt": "sqrt", "Log": "log",
+          "Exp": "exp", "Tanh": "tanh", "Relu": "relu"}
+
+
 def _run_node(torch, node, inputs, device) -> list:
     op = node.op_type
     attributes = _attributes(node)
     if op in _ELEMENTWISE:
         return [_ELEMENTWISE[op](inputs[0], inputs[1])]
-    unary = {"Abs": torch.abs, "Neg": torch.neg, "Sign": torch.sign, "Sqrt": torch.sqrt,
-             "Log": torch.log, "Exp": torch.exp, "Tanh": torch.tanh, "Relu": torch.relu,
-             "Identity": lambda v: v}
-    if op in unary:
-        return [unary[op](inputs[0])]
+    if op in _UNARY:
+        return [getattr(torch, _UNARY[op])(inputs[0])]
+    if op == "Identity":
+        return [inputs[0]]
     x = inputs[0] if inputs else None
     if op == "Constant":
         from onnx import numpy_helper  # noqa: PLC0415
