@@ -22,7 +22,8 @@ def _first_input(m, up, down):
     return max((m - 1) * down // up + 1, 0)
 
 
-@numba.njit(cache=True)
+# Inlined: a call per block and segment costs more than its ~10 samples.
+@numba.njit(cache=True, inline="always")
 def _fold_samples(raw, start, stop, low, high, maxima, minima, counts, row):
     """Fold the finite samples of ``raw[start:stop]`` into the running per-channel maxima,
     minima and counts at a rail (``<= low`` or ``>= high``) of row ``row``; NaN/±Inf are the
@@ -58,9 +59,10 @@ def _reduce_blocks(raw, raw_first, first_block, n_blocks, length, hop, up, down,
         middle = _first_input(output + r, up, down) - raw_first
         _fold_samples(raw, start, middle, low, high, head_max, head_min, head_count, b)
         if b < n_full:  # the whole block: its head, then its tail folded in
-            block_max[b] = head_max[b]
-            block_min[b] = head_min[b]
-            block_count[b] = head_count[b]
+            for c in range(n_channels):  # element by element: a row view per block is slower
+                block_max[b, c] = head_max[b, c]
+                block_min[b, c] = head_min[b, c]
+                block_count[b, c] = head_count[b, c]
             stop = _first_input(output + hop, up, down) - raw_first
             _fold_samples(raw, middle, stop, low, high, block_max, block_min, block_count, b)
     return head_max, head_min, head_count, block_max, block_min, block_count
