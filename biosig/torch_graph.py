@@ -21,7 +21,7 @@ from biosig._checks import BiosigError
 SUPPORTED_OPS = frozenset({
     "Abs", "Add", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape", "Div", "Exp",
     "Expand", "Gather", "Gemm", "Greater", "Identity", "Log", "MatMul", "Max", "Min", "Mul",
-    "Neg", "ReduceLogSumExp", "ReduceSum", "Relu", "Reshape", "Shape", "Sign", "Slice",
+    "Neg", "ReduceLogSumExp", "ReduceProd", "ReduceSum", "Relu", "Reshape", "Shape", "Sign", "Slice",
     "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze", "Where",
 })
 
@@ -149,6 +149,10 @@ def _reduce(torch, op: str, x, inputs, attributes):
         axes = list(range(x.dim()))
     if op == "ReduceSum":
         return torch.sum(x, dim=axes, keepdim=keep)
+    if op == "ReduceProd":  # torch.prod takes one axis: the last first, so the others stay put
+        for axis in sorted(axes, reverse=True):
+            x = torch.prod(x, dim=axis, keepdim=keep)
+        return x
     return torch.logsumexp(x, dim=axes, keepdim=keep)
 
 
@@ -246,7 +250,7 @@ def _run_node(torch, node, inputs, device) -> list:
         return [_gather(torch, x, inputs[1], attributes.get("axis", 0))]
     if op == "Reshape":
         return [_reshape(x, _ints(inputs[1]))]
-    if op in ("ReduceSum", "ReduceLogSumExp"):
+    if op in ("ReduceSum", "ReduceProd", "ReduceLogSumExp"):
         return [_reduce(torch, op, x, inputs, attributes)]
     if op == "Unsqueeze":
         axes = _ints(inputs[1]) if len(inputs) > 1 else list(attributes["axes"])

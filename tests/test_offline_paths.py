@@ -121,13 +121,28 @@ def test_compact_graph_equals_the_estimators_graph(kind, myo_features):
             np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-10, atol=1e-9)
 
 
+@pytest.mark.parametrize("n", [1, 7, 14, 48])
+def test_the_jacobians_grouped_logs_equal_the_sum_of_logs(n):
+    from biosig.nets.export import _ASINH_CLIP, _sum_of_logs
+
+    rng = np.random.default_rng(n)
+    magnitude = np.abs(rng.standard_cauchy((64, n))) * 10.0 ** rng.uniform(-3, 80, (64, n))
+    magnitude = np.minimum(magnitude, _ASINH_CLIP)
+    values = torch.as_tensor(np.sqrt(magnitude * magnitude + 1.0))
+    got = _sum_of_logs(values, n).numpy()
+    assert np.all(np.isfinite(got))  # no product of clipped factors overflows
+    np.testing.assert_allclose(got, np.log(values.numpy()).sum(axis=1), rtol=1e-13)
+
+
 def test_exported_graphs_are_compact_and_agree_with_torch(myo_features, tmp_path):
     X, y = myo_features
     jsu = _fitted("jsu", X, y)
     stored = _export(jsu, tmp_path / "jsu.onnx")
     ops = _ops(stored)
-    # Diagonal JSU: logits and density from one product; asinh and the Jacobian: one log each.
+    # Diagonal JSU: logits and density from one product; asinh and the Jacobian: one log each,
+    # the Jacobian's of products of several features' factors.
     assert ops.count("Gemm") + ops.count("MatMul") == 1 and ops.count("Log") == 2
+    assert "ReduceProd" in ops
     assert "Gather" not in ops and "Where" not in ops
     sdgm = _fitted("sdgm-full", X, y)
     stored = _export(sdgm, tmp_path / "sdgm.onnx")
