@@ -21,8 +21,9 @@ from biosig._checks import BiosigError
 SUPPORTED_OPS = frozenset({
     "Abs", "Add", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape", "Div", "Exp",
     "Expand", "Gather", "Gemm", "Greater", "Identity", "Log", "MatMul", "Max", "Min", "Mul",
-    "Neg", "ReduceLogSumExp", "ReduceProd", "ReduceSum", "Relu", "Reshape", "Shape", "Sign", "Slice",
-    "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze", "Where",
+    "Neg", "ReduceLogSumExp", "ReduceMax", "ReduceProd", "ReduceSum", "Relu", "Reshape",
+    "Shape", "Sign", "Slice", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze",
+    "Where",
 })
 
 
@@ -149,6 +150,8 @@ def _reduce(torch, op: str, x, inputs, attributes):
         axes = list(range(x.dim()))
     if op == "ReduceSum":
         return torch.sum(x, dim=axes, keepdim=keep)
+    if op == "ReduceMax":
+        return torch.amax(x, dim=axes, keepdim=keep)
     if op == "ReduceProd":  # torch.prod takes one axis: the last first, so the others stay put
         for axis in sorted(axes, reverse=True):
             x = torch.prod(x, dim=axis, keepdim=keep)
@@ -250,7 +253,7 @@ def _run_node(torch, node, inputs, device) -> list:
         return [_gather(torch, x, inputs[1], attributes.get("axis", 0))]
     if op == "Reshape":
         return [_reshape(x, _ints(inputs[1]))]
-    if op in ("ReduceSum", "ReduceProd", "ReduceLogSumExp"):
+    if op in ("ReduceSum", "ReduceMax", "ReduceProd", "ReduceLogSumExp"):
         return [_reduce(torch, op, x, inputs, attributes)]
     if op == "Unsqueeze":
         axes = _ints(inputs[1]) if len(inputs) > 1 else list(attributes["axes"])
