@@ -324,8 +324,8 @@ _EXPORT_CASES = {
 _PLAIN_OPS = {
     "Sub", "Div", "Mul", "Add", "Neg", "Abs", "Sign", "Sqrt", "Log", "Exp", "Clip", "Min", "Max",
     "Greater", "Where", "Gather", "Concat", "MatMul", "Gemm", "Reshape", "ReduceLogSumExp",
-    "ReduceMax", "ReduceProd", "ReduceSum", "Unsqueeze", "Squeeze", "Slice", "Shape", "ConstantOfShape", "Constant",
-    "Expand", "Tanh", "Relu", "Cast", "Identity", "Transpose",
+    "ReduceMax", "ReduceProd", "ReduceSum", "Unsqueeze", "Squeeze", "Slice", "Shape",
+    "ConstantOfShape", "Constant", "Expand", "Tanh", "Relu", "Cast", "Identity", "Transpose",
 }
 
 
