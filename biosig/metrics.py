@@ -12,12 +12,18 @@ import numpy as np
 from biosig._checks import BiosigError
 
 
-def _indices(y_true, class_names) -> np.ndarray:
+def label_indices(y_true, class_names) -> np.ndarray:
+    """Index in ``class_names`` of each label (compared as text); a label that is no class
+    raises :class:`BiosigError`."""
     lookup = {str(c): i for i, c in enumerate(class_names)}
-    unknown = sorted({str(v) for v in y_true} - set(lookup))
+    # Each distinct label looked up once: a recording has thousands of windows, a few labels.
+    distinct, inverse = np.unique(np.asarray(y_true, dtype=object).astype(str),
+                                  return_inverse=True)
+    unknown = sorted(str(v) for v in distinct if str(v) not in lookup)
     if unknown:
         raise BiosigError(f"labels {unknown} are not classes of the model ({list(lookup)})")
-    return np.asarray([lookup[str(v)] for v in y_true], dtype=np.int64)
+    codes = np.asarray([lookup[str(v)] for v in distinct], dtype=np.int64)
+    return codes[inverse.reshape(-1)]
 
 
 def confusion_matrix(y_true_idx, y_pred_idx, n_classes: int) -> np.ndarray:
@@ -86,7 +92,7 @@ def classification_report(y_true, posteriors, class_names, n_bins: int = 15) -> 
         raise BiosigError(f"{len(y_true)} labels for {posteriors.shape[0]} posteriors")
     if posteriors.shape[0] == 0:
         raise BiosigError("no windows to evaluate")
-    truth = _indices(y_true, class_names)
+    truth = label_indices(y_true, class_names)
     predicted = posteriors.argmax(axis=1)
     confusion = confusion_matrix(truth, predicted, len(class_names))
     p_true = np.clip(posteriors[np.arange(len(truth)), truth], 1e-300, 1.0)

@@ -250,6 +250,25 @@ def test_signal_quality_shares_on_a_known_signal():
     assert signal_quality(float_stream)["clipping_share"] == pytest.approx(0.21)
 
 
+def test_decision_timeline_runs_cover_every_window_in_order():
+    from biosig.analysis.summary import decision_timeline
+
+    rng = np.random.default_rng(0)
+    decisions = np.repeat(rng.integers(-1, 3, 40), rng.integers(1, 6, 40))
+    t_end = 0.5 + 0.05 * np.arange(decisions.shape[0])
+    runs = decision_timeline(t_end, decisions, ["rest", "fist", "open"])
+    # Rebuilt window by window from the runs: the same decisions, and no two runs alike in a row.
+    rebuilt = []
+    for first, last, name in runs:
+        count = int(round((last - first) / 0.05)) + 1
+        rebuilt += [name] * count
+    names = ["rest", "fist", "open"]
+    assert rebuilt == [names[k] if k >= 0 else None for k in decisions]
+    assert all(a[2] != b[2] for a, b in zip(runs, runs[1:]))
+    assert runs[0][0] == t_end[0] and runs[-1][1] == t_end[-1]
+    assert decision_timeline(t_end[:0], decisions[:0], names) == []
+
+
 def test_recording_names_are_distinct_and_safe(tmp_path):
     paths = [tmp_path / "s1" / "0.txt", tmp_path / "s2" / "0.txt", tmp_path / "rec one.xdf"]
     assert recording_names(paths) == ["s1__0", "s2__0", "rec_one"]

@@ -503,3 +503,80 @@ def test_corrupt_xml_raises_biosig_error(tmp_path):
 def test_missing_file_raises_biosig_error(tmp_path):
     with pytest.raises(BiosigError, match="not found"):
         read_xdf(tmp_path / "nope.xdf")
+
+
+# -- the in-memory samples reader (biosig.io._xdf_samples) -------------------------------------
+
+
+def _read_both_ways(path, monkeypatch):
+    """``read_xdf`` through the in-memory samples reader and through pyxdf alone, with the
+    number of Samples chunks the in-memory reader parsed."""
+    from biosig.io import _xdf_samples
+    from biosig.io import xdf as xdf_module
+
+    parse, calls = _xdf_samples._parse, []
+
+    def counting_parse(*args):
+        calls.append(1)
+        return parse(*args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(_xdf_samples, "_parse", counting_parse)
+        fast = read_xdf(path)
+    with monkeypatch.context() as patch:
+        patch.setattr(xdf_module, "_IN_MEMORY_BYTES", 0)
+        plain = read_xdf(path)
+    return fast, plain, len(calls)
+
+
+def _assert_same_recording(got: Recording, want: Recording):
+    assert list(got.streams) == list(want.streams) and list(got.markers) == list(want.markers)
+    for name, stream in want.streams.items():
+        _assert_same_stream(got.streams[name], stream)
+    for name, markers in want.markers.items():
+        assert got.markers[name].values == markers.values
+        assert np.array_equal(got.markers[name].timestamps, markers.timestamps)
+
+
+@pytest.mark.parametrize("channel_format", list(_DTYPES))
+def test_in_memory_samples_reader_gives_pyxdfs_result(tmp_path, monkeypatch, channel_format):
+    rng = np.random.default_rng(3)
+    n, srate = 1500, 250.0
+    regular = 1234.5 + np.arange(n) / srate  # the writer keeps one stamp per chunk
+    jittered = regular + rng.normal(0.0, 1e-4, n)  # every stamp kept
+    mixed = regular.copy()
+    mixed[rng.choice(n, 200, replace=False)] += 1e-3  # some kept, some deduced
+    streams = [_make_stream(channel_format, n, srate, name=name, timestamps=stamps)
+               for name, stamps in (("regular", regular), ("jittered", jittered),
+                                    ("mixed", mixed))]
+    markers = Markers("labels", [1234.6, 1236.0, 1237.2], ["rest", "fist ✊", ""])
+    path = _write(tmp_path, *streams, markers, chunk_size=0.37)
+
+    fast, plain, parsed = _read_both_ways(path, monkeypatch)
+    assert parsed >= 3 * (n / srate / 0.37)  # every numeric Samples chunk went through it
+    _assert_same_recording(fast, plain)
+    for stream in streams:
+        _assert_same_stream(fast.streams[stream.name], stream)
+
+
+def test_in_memory_samples_reader_leaves_a_damaged_chunk_to_pyxdf(tmp_path, monkeypatch):
+    stream = _make_stream("int16", n_samples=3000, srate=100.0, n_channels=2)
+    path = _write(tmp_path, stream, chunk_size=1.0)
+    raw = bytearray(path.read_bytes())
+    start = _samples_chunk_starts(bytes(raw))[4]
+    count = start + 1 + raw[start] + 2 + 4  # after the length, the tag and the stream id
+    raw[count : count + 2] = b"\x01\xff"  # 255 samples claimed, 100 present
+    path.write_bytes(bytes(raw))
+
+    fast, plain, _ = _read_both_ways(path, monkeypatch)
+    _assert_same_recording(fast, plain)
+    assert fast.streams["EMG"].n_samples < stream.n_samples
+
+
+def test_in_memory_samples_reader_on_the_bundled_recordings(monkeypatch):
+    from pathlib import Path
+
+    for path in sorted((Path(__file__).parents[1] / "recordings").glob("*.xdf")):
+        fast, plain, parsed = _read_both_ways(path, monkeypatch)
+        assert parsed > 0
+        _assert_same_recording(fast, plain)

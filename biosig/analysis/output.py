@@ -94,9 +94,13 @@ def atomic_write_table(path, table, *, csv: bool = False) -> Path:
 
             pacsv.write_csv(table, tmp)
         else:
+            import pyarrow as pa
             import pyarrow.parquet as pq
 
-            pq.write_table(table, tmp, compression="zstd")
+            # Dictionary encoding only for the text columns (labels, decisions): tried on the
+            # float columns it only costs time (half the write) and bytes (~20 % more).
+            text = [f.name for f in table.schema if pa.types.is_string(f.type)]
+            pq.write_table(table, tmp, compression="zstd", use_dictionary=text)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -34,19 +34,19 @@ TABLE_COLUMNS = (
 )
 
 
-def decision_timeline(t_end, decision_names) -> list:
-    """Runs of equal decisions: ``[[t_first, t_last, class or None], ...]``."""
+def decision_timeline(t_end, decisions, class_names) -> list:
+    """Runs of equal decisions: ``[[t_first, t_last, class or None], ...]``.
+
+    ``decisions`` holds class indices into ``class_names``, -1 for none.
+    """
     t_end = np.asarray(t_end, dtype=np.float64)
-    names = list(decision_names)
-    if not names:
+    decisions = np.asarray(decisions)
+    if not decisions.shape[0]:
         return []
-    runs = []
-    start = 0
-    for i in range(1, len(names) + 1):
-        if i == len(names) or names[i] != names[start]:
-            runs.append([float(t_end[start]), float(t_end[i - 1]), names[start]])
-            start = i
-    return runs
+    starts = np.flatnonzero(np.diff(decisions, prepend=decisions[0] - 1))
+    stops = np.append(starts[1:], decisions.shape[0]) - 1
+    return [[float(t_end[a]), float(t_end[b]), class_names[k] if k >= 0 else None]
+            for a, b, k in zip(starts, stops, decisions[starts].tolist())]
 
 
 def reliability_sums(posteriors, truth_idx, n_bins: int = N_BINS) -> dict:
@@ -68,7 +68,7 @@ def reliability_sums(posteriors, truth_idx, n_bins: int = N_BINS) -> dict:
 
 def label_metrics(results, labels, class_names) -> dict | None:
     """Metrics on the windows with one known label that is a class and finite posteriors."""
-    from biosig.metrics import classification_report
+    from biosig.metrics import classification_report, label_indices
 
     if labels is None:
         return None
@@ -86,7 +86,7 @@ def label_metrics(results, labels, class_names) -> dict | None:
     y = np.asarray(labels, dtype=object)[keep].astype(str)
     posteriors = results.posteriors[keep]
     report = classification_report(y, posteriors, class_names, n_bins=N_BINS)
-    truth = np.asarray([class_names.index(v) for v in y])
+    truth = label_indices(y, class_names)
     out.update({key: report[key] for key in ("accuracy", "macro_f1", "nll", "ece", "confusion")})
     out["reliability"] = reliability_sums(posteriors, truth)
     return out
@@ -100,7 +100,6 @@ def recording_summary(name, source, model, stream, results, labels, quality, *, 
     decided = predicted >= 0
     n = len(results)
     shares = {c: float(np.mean(predicted == k)) for k, c in enumerate(class_names)}
-    decision_names = [class_names[k] if k >= 0 else None for k in predicted]
     entropy = results.entropy
     return {
         "name": name,
@@ -122,7 +121,7 @@ def recording_summary(name, source, model, stream, results, labels, quality, *, 
         "nonfinite_samples": int(n_nonfinite),
         "class_shares": shares,
         "no_decision_share": float(np.mean(~decided)),
-        "timeline": decision_timeline(results.t_end, decision_names),
+        "timeline": decision_timeline(results.t_end, predicted, class_names),
         "ood_share": float(np.mean(results.ood_flag)) if results.has_ood else None,
         "rejected_share": float(np.mean(results.rejected)) if results.has_ood else None,
         "mean_entropy": float(np.nanmean(entropy)) if np.isfinite(entropy).any() else None,

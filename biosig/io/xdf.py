@@ -43,6 +43,7 @@ import numpy as np
 import pyxdf
 
 from biosig._checks import BiosigError, check_existing_file, check_positive, check_samples
+from biosig.io import _xdf_samples
 from biosig.io.recording import NUMERIC_FORMATS, Markers, Recording, Stream
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,10 @@ logger = logging.getLogger(__name__)
 __all__ = ["XDFWriter", "read_xdf", "write_xdf"]
 
 MAGIC = b"XDF:"
+
+#: Files (their XDF content) up to this size are read into memory, where numeric samples are
+#: parsed by :mod:`biosig.io._xdf_samples`; larger ones stream through pyxdf alone.
+_IN_MEMORY_BYTES = 1 << 30
 GZIP_MAGIC = b"\x1f\x8b"
 
 TAG_FILE_HEADER = 1
@@ -270,6 +275,11 @@ def _load_with_pyxdf(path: Path, plan: _ReadPlan, options: dict):
 
 
 def _load_prefix(path: Path, n_bytes: int, options: dict):
+    if n_bytes <= _IN_MEMORY_BYTES and _xdf_samples.install():
+        # In memory, numeric Samples chunks are parsed ~10x faster (biosig.io._xdf_samples).
+        with _open_xdf_bytes(path) as raw:
+            data = raw.read(n_bytes)
+        return pyxdf.load_xdf(_xdf_samples.InMemoryXDF(data), **options)
     reader = io.BufferedReader(_PrefixReader(_open_xdf_bytes(path), n_bytes))
     return pyxdf.load_xdf(reader, **options)  # load_xdf closes the reader
 
