@@ -269,6 +269,20 @@ def test_decision_timeline_runs_cover_every_window_in_order():
     assert decision_timeline(t_end[:0], decisions[:0], names) == []
 
 
+def test_timeline_strips_show_each_blocks_most_frequent_class():
+    from biosig.analysis.report import _block_modes
+
+    rng = np.random.default_rng(1)
+    codes = np.repeat(rng.integers(-1, 8, 3000), rng.integers(1, 9, 3000))
+    size = int(np.ceil(codes.shape[0] / 700))
+    expected = []
+    for start in range(0, codes.shape[0], size):  # ties: the smallest code
+        values, counts = np.unique(codes[start : start + size], return_counts=True)
+        expected.append(values[np.argmax(counts)])
+    assert np.array_equal(_block_modes(codes, 700), expected)
+    assert np.array_equal(_block_modes(codes[:500], 700), codes[:500])
+
+
 def test_recording_names_are_distinct_and_safe(tmp_path):
     paths = [tmp_path / "s1" / "0.txt", tmp_path / "s2" / "0.txt", tmp_path / "rec one.xdf"]
     assert recording_names(paths) == ["s1__0", "s2__0", "rec_one"]

@@ -244,6 +244,16 @@ def test_detect_format(shared_data):
     assert detect_format(shared_data / MYO_SESSION / "0.txt") == "myo"
 
 
+def test_iter_inputs_orders_numbered_files_as_people_count(tmp_path):
+    names = ["p10.csv", "p2.csv", "p1.csv", "P3.csv", "notes.txt", "p1b.csv"]
+    for name in names:
+        (tmp_path / name).write_text("t,x\n0,1\n")
+    expected = ["p1.csv", "p1b.csv", "p2.csv", "P3.csv", "p10.csv"]
+    assert [p.name for p in iter_inputs(tmp_path)] == expected
+    assert [p.name for p in iter_inputs(str(tmp_path / "p*.csv"))] == [
+        name for name in expected if name.startswith("p")]
+
+
 def test_iter_inputs_expands_folders_and_globs(shared_data):
     grabmyo = iter_inputs(shared_data / "grabmyo-subset")
     assert len(grabmyo) == 20 and all(p.suffix == ".hea" for p in grabmyo)

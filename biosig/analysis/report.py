@@ -101,12 +101,13 @@ def _block_modes(codes: np.ndarray, n_points: int) -> np.ndarray:
     if n <= n_points:
         return codes
     size = int(np.ceil(n / n_points))
-    out = []
-    for start in range(0, n, size):
-        block = codes[start:start + size]
-        values, counts = np.unique(block, return_counts=True)
-        out.append(values[np.argmax(counts)])
-    return np.asarray(out)
+    # Counts of every code in every block at once (codes are small integers); ties go to the
+    # smallest code, as np.unique + argmax would give.
+    low = int(codes.min())
+    width = int(codes.max()) - low + 1
+    blocks = np.arange(n) // size
+    counts = np.bincount(blocks * width + (codes - low), minlength=(blocks[-1] + 1) * width)
+    return counts.reshape(-1, width).argmax(axis=1) + low
 
 
 def load_timeline(out, name: str, class_names) -> dict:

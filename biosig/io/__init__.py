@@ -18,6 +18,7 @@ from __future__ import annotations
 import glob
 import inspect
 import logging
+import re
 from pathlib import Path
 
 from biosig._checks import BiosigError, check_option
@@ -189,7 +190,7 @@ def _expand_one(item) -> list[Path]:
     if _is_wfdb_record(path):
         return [path.parent / (path.name + ".hea")]
     if glob.has_magic(str(item)):
-        matches = sorted(glob.glob(str(item)))
+        matches = sorted(glob.glob(str(item)), key=_natural_key)
         if not matches:
             raise BiosigError(f"no file matches {item}")
         out: list[Path] = []
@@ -199,9 +200,18 @@ def _expand_one(item) -> list[Path]:
     raise BiosigError(f"file not found: {path}")
 
 
+def _natural_key(path) -> tuple:
+    """Sort key that orders names as people read them: ``p2`` before ``p10``, letter case
+    only breaking ties."""
+    text = str(path)
+    parts = [(int(part), "") if part.isdigit() else (-1, part.lower())
+             for part in re.split(r"(\d+)", text)]
+    return parts, text
+
+
 def _recordings_in_folder(folder: Path) -> list[Path]:
     found = []
-    for child in sorted(folder.iterdir()):
+    for child in sorted(folder.iterdir(), key=_natural_key):
         if child.name.startswith("."):
             continue
         if child.is_dir():
