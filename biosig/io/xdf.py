@@ -278,10 +278,23 @@ def _load_prefix(path: Path, n_bytes: int, options: dict):
     if n_bytes <= _IN_MEMORY_BYTES and _xdf_samples.install():
         # In memory, numeric Samples chunks are parsed ~10x faster (biosig.io._xdf_samples).
         with _open_xdf_bytes(path) as raw:
-            data = raw.read(n_bytes)
+            data = _read_exactly(raw, n_bytes)
         return pyxdf.load_xdf(_xdf_samples.InMemoryXDF(data), **options)
     reader = io.BufferedReader(_PrefixReader(_open_xdf_bytes(path), n_bytes))
     return pyxdf.load_xdf(reader, **options)  # load_xdf closes the reader
+
+
+def _read_exactly(f, n: int) -> bytes:
+    """The next ``n`` bytes of ``f`` (fewer only at its end): an unbuffered read may return
+    less than asked."""
+    parts, left = [], n
+    while left > 0:
+        part = f.read(left)
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
 
 
 class _PrefixReader(io.RawIOBase):
