@@ -219,6 +219,19 @@ def test_process_pool_and_dask_local_cluster_give_the_same_output(ctg_model, tmp
     assert dask.aggregate["n_windows"] == 2 * here.aggregate["n_windows"]
 
 
+def test_progress_in_a_log_is_one_plain_line_per_recording(ctg_model, tmp_path, capsys):
+    # Under pytest stderr is no terminal, as in a batch job's log: no bars, no control codes.
+    garbage = tmp_path / "garbage.xdf"
+    garbage.write_bytes(b"not an XDF file at all")
+    run_analysis(ctg_model, [CTG, garbage], tmp_path / "out", jobs=1, report=False)
+    err = capsys.readouterr().err
+    assert "\r" not in err and "\x1b" not in err
+    lines = [line for line in err.splitlines() if line.startswith("[")]
+    assert len(lines) == 2 and all(line.startswith(("[1/2] ", "[2/2] ")) for line in lines)
+    assert any(line.endswith(" windows") and CTG.stem in line for line in lines)
+    assert any("failed: " in line and "garbage.xdf" in line for line in lines)
+
+
 def test_scheduler_without_dask_is_one_clear_line(ctg_model, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "distributed", None)  # as if Dask were not installed
     code = main(["analyze", str(ctg_model), str(CTG), "--out", str(tmp_path / "out"),

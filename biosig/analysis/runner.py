@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import sys
 import uuid
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
@@ -90,11 +91,21 @@ def _prepare_out(out) -> Path:
 
 
 def _bars(n_files: int, enabled: bool):
+    """The files and windows progress bars; both off where stderr is no terminal (a batch
+    job's log), which gets one line per recording instead (:func:`_log_line`)."""
     from tqdm import tqdm
 
-    files = tqdm(total=n_files, desc="recordings", unit="file", position=0, disable=not enabled)
-    windows = tqdm(desc="windows", unit="win", position=1, disable=not enabled, unit_scale=True)
+    on = enabled and sys.stderr.isatty()
+    files = tqdm(total=n_files, desc="recordings", unit="file", position=0, disable=not on)
+    windows = tqdm(desc="windows", unit="win", position=1, disable=not on, unit_scale=True)
     return files, windows
+
+
+def _log_line(done: int, total: int, name: str, outcome) -> str:
+    """A recording's line in a log: ``[3/12] name: 9544 windows`` or ``[3/12] failed: why``."""
+    if isinstance(outcome, RecordingFailure):
+        return f"[{done}/{total}] failed: {outcome.describe()}"
+    return f"[{done}/{total}] {name}: {outcome.summary['n_windows']} windows"
 
 
 def run_analysis(model_path, inputs, out, *, jobs: int | None = None, scheduler: str | None = None,
@@ -177,8 +188,10 @@ def run_analysis(model_path, inputs, out, *, jobs: int | None = None, scheduler:
 
 def _execute(tasks, run, fingerprints, out, csv, jobs, client, progress) -> dict:
     """Run the tasks, writing each result as it arrives; returns summaries by name."""
-    files_bar, windows_bar = _bars(len(tasks) + len(run.skipped), progress)
+    total = len(tasks) + len(run.skipped)
+    files_bar, windows_bar = _bars(total, progress)
     files_bar.update(len(run.skipped))
+    log_lines = progress and files_bar.disable
     summaries = {}
     workers = min(jobs or os.cpu_count() or 1, len(tasks))
     # In this process the windows bar moves chunk by chunk; from workers, per recording.
@@ -194,7 +207,8 @@ def _execute(tasks, run, fingerprints, out, csv, jobs, client, progress) -> dict
             if isinstance(outcome, RecordingFailure):
                 run.failed.append(outcome)
                 summaries[task.name] = failure_summary(task.name, task.path, outcome.error)
-                files_bar.write(f"failed: {outcome.describe()}")
+                if not log_lines:
+                    files_bar.write(f"failed: {outcome.describe()}")
             else:
                 output.write_recording(out, outcome, fingerprints[task.name], with_csv=csv)
                 run.computed.append(task.name)
@@ -202,6 +216,9 @@ def _execute(tasks, run, fingerprints, out, csv, jobs, client, progress) -> dict
                 if not here:
                     windows_bar.update(outcome.summary["n_windows"])
             files_bar.update(1)
+            if log_lines:
+                done = len(run.skipped) + len(run.computed) + len(run.failed)
+                print(_log_line(done, total, task.name, outcome), file=sys.stderr, flush=True)
     finally:
         windows_bar.close()
         files_bar.close()

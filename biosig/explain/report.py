@@ -11,6 +11,7 @@ functions only; callers choose its backend.
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,9 @@ def explain_model(model, X, y, *, bootstrap=0, n_mc=10_000, seed=0, progress=Tru
     from biosig.explain.inverse import inverse_inference
 
     classes = [str(c) for c in model.classes_]
-    steps = tqdm(total=2 + len(classes), desc="explain", unit="step", disable=not progress)
+    # No bar in a log (stderr not a terminal): its redrawn lines would only clutter it.
+    steps = tqdm(total=2 + len(classes), desc="explain", unit="step",
+                 disable=not (progress and sys.stderr.isatty()))
     with steps:
         steps.set_postfix_str("model MI")
         mi = model_mutual_information(
