@@ -166,14 +166,11 @@ class CompactGraph(nn.Module):
         self.translated = translation is not None
         if self.translated:
             tailweight, skewness, jacobian = translation
-            buffer("tailweight", tailweight)
-            buffer("skewness", skewness)
             self.jacobian_constant = float(jacobian)
         self.trunk = trunk
         self.ood_offset = float(ood_offset)
         self.squares = "squares" in head
         self.mixture = "n_classes" in head
-        buffer("head_bias", head["bias"])
         self.head_outputs = int(np.asarray(head["bias"]).shape[0])
         if self.mixture:
             self.n_classes, self.n_components = int(head["n_classes"]), int(head["n_components"])
@@ -196,7 +193,11 @@ class CompactGraph(nn.Module):
                 weight, bias = _through_translation(weight, bias, tailweight, skewness)
             buffer("phi_weight", weight)
             buffer("phi_bias", bias)
-        else:
+        else:  # the translation's γ, δ and the head's bias are used as they are
+            if self.translated:
+                buffer("tailweight", tailweight)
+                buffer("skewness", skewness)
+            buffer("head_bias", head["bias"])
             buffer("linear", head["linear"])
             self.register_buffer("index_a", torch.as_tensor(np.asarray(head["index_a"]),
                                                             dtype=torch.long))
