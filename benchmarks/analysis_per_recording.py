@@ -30,6 +30,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
+READ = "read XDF (in-memory samples parser)"
+READ_BEFORE = "read XDF (pyxdf alone; before)"
+WINDOWS = "filters, features, quality, network"
+SUMMARY = "table, signal-quality shares, summary"
+WRITE = "write Parquet (dictionary for text only)"
+WRITE_BEFORE = "write Parquet (dictionary for all; before)"
+
+
 def step_functions(model_path: Path, recording_path: Path, scratch: Path) -> dict:
     """``name -> callable`` for each step; each call does the step once."""
     import pyarrow.parquet as pq
@@ -90,14 +98,9 @@ def step_functions(model_path: Path, recording_path: Path, scratch: Path) -> dic
         with open(path, "rb+") as handle:
             os.fsync(handle.fileno())
 
-    return {
-        "read XDF (in-memory samples parser)": read_in_memory,
-        "read XDF (pyxdf alone; before)": read_pyxdf_alone,
-        "filters, features, quality, network": windows,
-        "table, signal-quality shares, summary": table_and_summary,
-        "write Parquet (dictionary for text only)": write_text_dictionary,
-        "write Parquet (dictionary for all; before)": write_all_dictionary,
-    }
+    return {READ: read_in_memory, READ_BEFORE: read_pyxdf_alone, WINDOWS: windows,
+            SUMMARY: table_and_summary, WRITE: write_text_dictionary,
+            WRITE_BEFORE: write_all_dictionary}
 
 
 def main(argv=None) -> int:
@@ -121,18 +124,12 @@ def main(argv=None) -> int:
           "the steps in turn")
     for name, seconds in best.items():
         print(f"{name:45s} {seconds * 1e3:8.1f} ms")
-    now = [n for n in best if "before" not in n]
-    before = [n for n in best if "before" not in n and "read" not in n and "write" not in n]
-    before += ["read XDF (pyxdf alone; before)", "write Parquet (dictionary for all; before)"]
-    total_now = sum(best[n] for n in now)
-    total_before = sum(best[n] for n in before)
+    total_now = sum(best[n] for n in (READ, WINDOWS, SUMMARY, WRITE))
+    total_before = sum(best[n] for n in (READ_BEFORE, WINDOWS, SUMMARY, WRITE_BEFORE))
     print(f"{'per recording, now':45s} {total_now * 1e3:8.1f} ms")
     print(f"{'per recording, reading and writing as before':45s} {total_before * 1e3:8.1f} ms")
-    read_ratio = (best["read XDF (pyxdf alone; before)"]
-                  / best["read XDF (in-memory samples parser)"])
-    write_ratio = (best["write Parquet (dictionary for all; before)"]
-                   / best["write Parquet (dictionary for text only)"])
-    print(f"ratios: read {read_ratio:.1f}x, write {write_ratio:.1f}x, "
+    print(f"ratios: read {best[READ_BEFORE] / best[READ]:.1f}x, "
+          f"write {best[WRITE_BEFORE] / best[WRITE]:.1f}x, "
           f"per recording {total_before / total_now:.1f}x")
     return 0
 
