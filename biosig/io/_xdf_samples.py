@@ -3,8 +3,8 @@
 pyxdf reads a Samples chunk one sample at a time: a one-byte read for the time-stamp flag, an
 8-byte read and an unpack for the stamp, a ``readinto`` and a ``frombuffer`` for the values,
 ~2.5 µs per sample. A LabRecorder-style file of many short chunks (the bundled 8-minute Myo
-recording: 95,000 samples in 3,400 chunks) spends ~0.2 s there, six times the whole analysis
-of its windows.
+recording: 95,000 samples in 3,400 chunks) spends ~0.18 s there, about five times the whole
+analysis of its windows.
 
 :func:`read_samples_chunk` takes pyxdf's place for numeric streams when the file is an
 :class:`InMemoryXDF`: one pass over the flag bytes in the bytes object (the stamps on the way,

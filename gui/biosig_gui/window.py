@@ -725,7 +725,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self._show_message("")
 
     def _set_waiting(self, text: str) -> None:
-        """The placeholder's text, while the plots are not built yet."""
+        """Show ``text`` on the placeholder that stands where the plots go, until they are
+        built (a no-op once they are, or when the text is already shown)."""
         if self._waiting.scene() is not None and self._waiting.text != text:
             self._waiting.setText(text, size="14pt")
 
