@@ -159,7 +159,7 @@ class FeatureChain:
         """Finite samples: preprocess them straight into the window-feature buffers."""
         pre, features = self.preprocessor, self.features
         n = x.shape[0]
-        filtered_out, envelope_out = features._reserve(n, extra=pre._filter_scratch_rows)
+        filtered_out, envelope_out = features._reserve(n)
         if envelope_out is None:  # no feature needs the envelope: scratch rows
             envelope_out = np.empty((n, self.n_channels))
         pre._process_finite_into(x, filtered_out, envelope_out)
@@ -181,7 +181,7 @@ class FeatureChain:
         pre, features = self.preprocessor, self.features
         filtered, envelope, replaced = pre.process_with_mask(x)
         n = x.shape[0]
-        signal_rows, envelope_rows = features._reserve(n, extra=pre._filter_scratch_rows)
+        signal_rows, envelope_rows = features._reserve(n)
         signal_rows[:n] = filtered
         if envelope_rows is not None:
             envelope_rows[...] = envelope

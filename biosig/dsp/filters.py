@@ -29,25 +29,7 @@ from biosig._checks import (
 FILTER_INITS = ("zeros", "steady")
 
 #: How :class:`SOSFilter` evaluates a chunk (see its docstring).
-FILTER_ENGINES = ("block", "sosfilt")
-
-# Block sizes of the matrix engine: a chunk is cut into blocks of 64 samples plus one block of
-# the remainder (1-63), so one chunk of up to 64 samples (a live chunk) is one matrix product,
-# and at most 64 small matrices are ever built, whatever the chunk sizes a live stream
-# delivers. 64 was the fastest block per sample on a 28-channel benchmark.
-_LARGEST_BLOCK = 64
-
-# A chunk of at least this many whole blocks (an offline call) takes them all at once
-# (:meth:`SOSFilter._process_many`) instead of one matrix product after another, for filters
-# of at most _MANY_STATES states (8 sections): the states then cost little next to the
-# samples. (For 13 sections, 4th-order band-pass + 9 notches at 2 kHz, it would be slower.)
-_MANY_BLOCKS = 4
-_MANY_STATES = 16
-
-# :meth:`SOSFilter._process_many` gets the states of a group of blocks from one matrix product
-# of about this many rows (16 blocks for the 6 states of the Myo chain's 3 sections): larger
-# matrices cost more than the loop over groups they save.
-_STATE_GROUP_ROWS = 96
+FILTER_ENGINES = ("compiled", "sosfilt")
 
 
 def design_highpass(cutoff_hz: float, fs: float, order: int = 4) -> np.ndarray:
@@ -248,49 +230,34 @@ class SOSFilter:
     init : {"zeros", "steady"}
         Initial state: zeros, or ``sosfilt_zi(sos) * x0``, the steady state for a constant
         input equal to the first sample ``x0`` of each channel.
-    engine : {"block", "sosfilt"}
+    engine : {"compiled", "sosfilt"}
         How a chunk is evaluated. ``"sosfilt"`` calls :func:`scipy.signal.sosfilt` with the
-        carried ``zi``. ``"block"`` (default) applies the same linear map as a matrix product
-        over blocks of up to 64 samples; the matrices are obtained by running ``sosfilt`` on
-        unit inputs and unit states, so the two engines agree to rounding (~1e-14 relative).
-        Why: ``sosfilt`` spends ~50 us of fixed cost per call, which dominates at live chunk
-        sizes (32 samples at 2 kHz), whereas the block product is BLAS-bound and about 4-10x
-        faster for 28 channels, for short and long chunks alike. A chunk of many blocks (an
-        offline call) through a filter of up to 8 sections takes all its blocks at once
-        (:meth:`_process_many`), ~2x faster again (Myo chain, 3 sections); its outputs then
-        differ from block-by-block evaluation by rounding only (~1e-15 relative).
+        carried ``zi``. ``"compiled"`` (default) runs sosfilt's recurrence (transposed direct
+        form II, the same operations in the same order, so the output is bit-identical) as a
+        compiled loop over samples with all channels side by side and the state in local
+        arrays, so that the compiler vectorises across channels. Why: ``sosfilt`` spends ~50 us
+        of fixed cost per call, which dominates at live chunk sizes (32 samples at 2 kHz); the
+        compiled loop costs ~1 us per call and, on whole recordings, runs 1.1-3x faster than
+        the block-matrix products biosig used before (8-64 channels, 3-9 sections; see
+        docs/benchmarks.md).
     """
 
-    def __init__(self, sos, n_channels: int, *, init: str = "zeros", engine: str = "block"):
+    def __init__(self, sos, n_channels: int, *, init: str = "zeros", engine: str = "compiled"):
         self.sos = _check_sos(sos)
         self.n_channels = check_int(n_channels, "n_channels", minimum=1)
         self.init = check_option(init, "filter init", FILTER_INITS)
         self.engine = check_option(engine, "filter engine", FILTER_ENGINES)
         self._n_sections = self.sos.shape[0]
-        self._n_states = 2 * self._n_sections
-        self._block_matrices: dict[int, np.ndarray] = {}
-        self._state_maps: tuple[np.ndarray, np.ndarray] | None = None
         self.reset()
 
     @property
     def zi(self) -> np.ndarray:
         """Current filter state, shape (n_sections, 2, n_channels) (a copy)."""
-        return self._state.reshape(self._n_sections, 2, self.n_channels).copy()
-
-    @property
-    def _state(self) -> np.ndarray:
-        # The state lives in the last rows of the stacking buffer, right where the next block
-        # product reads it: a block then needs one copy in (its samples) and one copy out.
-        return self._stack[_LARGEST_BLOCK:]
-
-    @_state.setter
-    def _state(self, value) -> None:
-        self._stack[_LARGEST_BLOCK:] = value
+        return self._zi.copy()
 
     def reset(self) -> "SOSFilter":
         """Forget the stream: the next chunk starts from the initial state again."""
-        # Rows [64 - size, 64) take a block's samples, rows [64, 64 + S) hold the state.
-        self._stack = np.zeros((_LARGEST_BLOCK + self._n_states, self.n_channels))
+        self._zi = np.zeros((self._n_sections, 2, self.n_channels))
         self._started = False
         return self
 
@@ -312,113 +279,27 @@ class SOSFilter:
     def _process(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Filter ``x`` (finite, float64, (n, n_channels)); return y, shape (n, n_channels).
 
-        ``out``, if given, receives y in its first n rows and must have ``n + 2 * n_sections``
-        rows (the others are scratch); y is then a view of it.
+        ``out``, if given, receives y in its first n rows; y is then a view of it.
         """
         n = x.shape[0]
+        if out is None:
+            out = np.empty((n, self.n_channels))
         if n == 0:
-            return np.empty((0, self.n_channels)) if out is None else out[:0]
+            return out[:0]
         if not self._started:
             self._started = True
             if self.init == "steady":
                 from scipy import signal  # noqa: PLC0415
 
-                zi_unit = signal.sosfilt_zi(self.sos).reshape(self._n_states, 1)
-                self._state = zi_unit * x[0][None, :]
+                self._zi = signal.sosfilt_zi(self.sos)[:, :, None] * x[0][None, None, :]
         if self.engine == "sosfilt":
             from scipy import signal  # noqa: PLC0415
 
-            zi = self._state.reshape(self._n_sections, 2, self.n_channels)
-            y, zf = signal.sosfilt(self.sos, x, axis=0, zi=zi)
-            self._state = zf.reshape(self._n_states, self.n_channels)
-            if out is None:
-                return y
+            y, self._zi = signal.sosfilt(self.sos, x, axis=0, zi=self._zi)
             out[:n] = y
-            return out[:n]
-        return self._process_blocks(x, out)
-
-    def _process_blocks(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        n = x.shape[0]
-        n_states = self._n_states
-        stack = self._stack
-        if out is None:
-            out = np.empty((n + n_states, self.n_channels))
-        whole = n - n % _LARGEST_BLOCK
-        if whole >= _MANY_BLOCKS * _LARGEST_BLOCK and n_states <= _MANY_STATES:
-            self._process_many(x[:whole], out[:whole])
-            if whole < n:
-                self._process_blocks(x[whole:], out[whole:])
-            return out[:n]
-        # [y_block; new_state] = M @ [x_block; state]. Each product writes its block's
-        # outputs, then the new state, straight into ``out``: the state rows are read back
-        # into the stack before the next block overwrites them.
-        start = 0
-        while start < n:
-            size = min(n - start, _LARGEST_BLOCK)
-            matrix = self._block_matrices.get(size)
-            if matrix is None:
-                matrix = self._block_matrix(size)
-            stacked = stack[_LARGEST_BLOCK - size :]
-            stacked[:size] = x[start : start + size]
-            if start:
-                stacked[size:] = out[start : start + n_states]
-            np.matmul(matrix, stacked, out=out[start : start + size + n_states])
-            start += size
-        stack[_LARGEST_BLOCK:] = out[n : n + n_states]
+        else:
+            _compiled_sosfilt()(x, self.sos, self._zi, out)
         return out[:n]
-
-    def _process_many(self, x: np.ndarray, out: np.ndarray) -> None:
-        """Whole blocks of ``_LARGEST_BLOCK`` samples at once: y into ``out``, state carried.
-
-        With ``M = [[Myx, Mys], [Msx, Mss]]`` the block matrix, block ``b`` gives
-        ``y_b = Myx x_b + Mys s_b`` and the next state ``s_{b+1} = Msx x_b + Mss s_b``. The
-        input terms of every block come from one stacked product; the states then follow in
-        groups of blocks, one product per group (:meth:`_group_state_maps`); last, the state
-        terms are added to the outputs.
-        """
-        size, n_states, n_ch = _LARGEST_BLOCK, self._n_states, self.n_channels
-        n_blocks = x.shape[0] // size
-        matrix = self._block_matrix(size)
-        # Per block: its outputs from a zero state, then its inputs' share of the next state.
-        from_inputs = np.matmul(matrix[:, :size], x.reshape(n_blocks, size, n_ch))
-        pushes = np.ascontiguousarray(from_inputs[:, size:]).reshape(n_blocks * n_states, n_ch)
-        powers, convolution = self._group_state_maps()
-        group = powers.shape[0] // n_states
-        states = np.empty((n_blocks + 1, n_states, n_ch))  # states[b]: before block b
-        states[0] = self._state
-        flat = states.reshape(-1, n_ch)
-        for first in range(0, n_blocks, group):
-            rows = min(group, n_blocks - first) * n_states
-            start = first * n_states
-            after = flat[start + n_states : start + n_states + rows]
-            np.matmul(powers[:rows], states[first], out=after)
-            after += convolution[:rows, :rows] @ pushes[start : start + rows]
-        # Written straight into ``out`` (row slices of the callers' buffers are contiguous).
-        target = out if out.flags.c_contiguous else np.empty(out.shape)
-        y = target.reshape(n_blocks, size, n_ch)
-        np.matmul(matrix[:size, size:], states[:n_blocks], out=y)
-        y += from_inputs[:, :size]
-        if target is not out:
-            out[...] = target
-        self._state = states[n_blocks]
-
-    def _group_state_maps(self) -> tuple[np.ndarray, np.ndarray]:
-        """The maps from a group's first state and its blocks' pushes to the states after them.
-
-        ``powers`` (G S x S) stacks ``Mss^1 .. Mss^G``; ``convolution`` (G S x G S) is block
-        lower triangular with block ``(k, i) = Mss^(k - i)`` for ``i <= k``: the state after
-        block ``k`` of a group is ``Mss^(k + 1) s_0 + sum_i Mss^(k - i) p_i``.
-        """
-        if self._state_maps is None:
-            self._state_maps = _cached_state_maps(self.sos.tobytes(), self._n_sections)
-        return self._state_maps
-
-    def _block_matrix(self, size: int) -> np.ndarray:
-        matrix = self._block_matrices.get(size)
-        if matrix is None:
-            matrix = _cached_block_matrix(self.sos.tobytes(), self._n_sections, size)
-            self._block_matrices[size] = matrix
-        return matrix
 
     def __repr__(self) -> str:
         return (
@@ -427,54 +308,41 @@ class SOSFilter:
         )
 
 
-@functools.lru_cache(maxsize=256)
-def _cached_block_matrix(sos_bytes: bytes, n_sections: int, size: int) -> np.ndarray:
-    """:func:`_sos_block_matrix` of the sections in ``sos_bytes``, read-only."""
-    matrix = _sos_block_matrix(np.frombuffer(sos_bytes).reshape(n_sections, 6).copy(), size)
-    matrix.setflags(write=False)
-    return matrix
+@functools.cache
+def _compiled_sosfilt():
+    """:func:`_sosfilt_rows` compiled by numba (on first use: importing numba costs ~0.3 s,
+    which a process that only designs filters or reads a configuration should not pay)."""
+    import numba  # noqa: PLC0415
+
+    return numba.njit(cache=True, nogil=True)(_sosfilt_rows)
 
 
-@functools.lru_cache(maxsize=64)
-def _cached_state_maps(sos_bytes: bytes, n_sections: int) -> tuple[np.ndarray, np.ndarray]:
-    """The matrices of :meth:`SOSFilter._group_state_maps` (read-only)."""
-    n_states = 2 * n_sections
-    group = max(2, _STATE_GROUP_ROWS // n_states)
-    block = _cached_block_matrix(sos_bytes, n_sections, _LARGEST_BLOCK)
-    transition = block[_LARGEST_BLOCK:, _LARGEST_BLOCK:]
-    power = [np.eye(n_states)]
-    for _ in range(group):
-        power.append(transition @ power[-1])
-    convolution = np.zeros((group * n_states, group * n_states))
-    for k in range(group):
-        for i in range(k + 1):
-            convolution[k * n_states : (k + 1) * n_states,
-                        i * n_states : (i + 1) * n_states] = power[k - i]
-    powers = np.vstack(power[1:])
-    for matrix in (powers, convolution):
-        matrix.setflags(write=False)
-    return powers, convolution
+def _sosfilt_rows(x, sos, zi, out):  # pragma: no cover - compiled
+    """``y, zi = sosfilt(sos, x, axis=0, zi=zi)`` with ``y`` into ``out`` and ``zi`` in place.
 
-
-def _sos_block_matrix(sos: np.ndarray, size: int) -> np.ndarray:
-    """The (size + S) x (size + S) matrix of ``sosfilt`` over one block of ``size`` samples.
-
-    ``S = 2 * n_sections`` state values. Column j is sosfilt's response (outputs, then final
-    state) to the j-th unit vector of [inputs; initial state]; sosfilt is linear in both.
+    Sample after sample, each section over all channels at once. The state is copied into
+    local arrays for the loop: through ``zi`` itself, every store would have to reach memory
+    before the next sample's load (2.5x slower at 8 channels).
     """
-    from scipy import signal  # noqa: PLC0415
-
-    n_sections = sos.shape[0]
-    n_states = 2 * n_sections
-    width = size + n_states
-    unit_inputs = np.zeros((size, width))
-    unit_inputs[:, :size] = np.eye(size)
-    unit_states = np.zeros((n_states, width))
-    unit_states[:, size:] = np.eye(n_states)
-    y, zf = signal.sosfilt(
-        sos, unit_inputs, axis=0, zi=unit_states.reshape(n_sections, 2, width)
-    )
-    return np.ascontiguousarray(np.vstack((y, zf.reshape(n_states, width))))
+    n_sections, n_channels = sos.shape[0], x.shape[1]
+    z0 = zi[:, 0, :].copy()
+    z1 = zi[:, 1, :].copy()
+    value = np.empty(n_channels)
+    for i in range(x.shape[0]):
+        for c in range(n_channels):
+            value[c] = x[i, c]
+        for s in range(n_sections):
+            b0, b1, b2, a1, a2 = sos[s, 0], sos[s, 1], sos[s, 2], sos[s, 4], sos[s, 5]
+            for c in range(n_channels):
+                v = value[c]
+                y = b0 * v + z0[s, c]
+                z0[s, c] = b1 * v - a1 * y + z1[s, c]
+                z1[s, c] = b2 * v - a2 * y
+                value[c] = y
+        for c in range(n_channels):
+            out[i, c] = value[c]
+    zi[:, 0, :] = z0
+    zi[:, 1, :] = z1
 
 
 def sosfilt_offline(sos, x, *, init: str = "zeros") -> np.ndarray:

@@ -249,19 +249,14 @@ class Preprocessor:
             return self._envelope._process(filtered, rectify=self._rectify_first)
         return np.abs(filtered) if self._rectify_first else filtered.copy()
 
-    @property
-    def _filter_scratch_rows(self) -> int:
-        """Extra rows :meth:`_process_finite_into` needs in ``filtered_out``."""
-        return 0 if self._filter is None else self._filter._n_states
-
     def _process_finite_into(
         self, x: np.ndarray, filtered_out: np.ndarray, envelope_out: np.ndarray
     ) -> None:
         """:meth:`process` for a chunk known to be finite, writing the outputs in place.
 
         For :class:`biosig.dsp.FeatureChain`, which checks the input and hands over the rows
-        of its own buffers (``filtered_out`` with :attr:`_filter_scratch_rows` extra scratch
-        rows): no rate change, no ``replaced`` mask (``last_replaced`` is an all-False view).
+        of its own buffers: no rate change, no ``replaced`` mask (``last_replaced`` is an
+        all-False view).
         """
         n = x.shape[0]
         guard = self._guard

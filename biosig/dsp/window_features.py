@@ -484,17 +484,16 @@ class WindowFeatures:
             envelope_rows[...] = env
         return self._commit(n, t, self._n_seen, mask)
 
-    def _reserve(self, n: int, extra: int = 0):
+    def _reserve(self, n: int):
         """Rows where the next ``n`` samples go: (signal, envelope or None) views.
 
-        The signal view has ``extra`` more rows, scratch for the writer. For
-        :class:`biosig.dsp.FeatureChain`, which writes its outputs there directly; then
+        For :class:`biosig.dsp.FeatureChain`, which writes its outputs there directly; then
         :meth:`_commit`.
         """
         rows = self._signal
-        if rows.end + n + extra > rows.rows.shape[0]:
-            rows.make_room(n + extra)
-        signal = rows.rows[rows.end : rows.end + n + extra]
+        if rows.end + n > rows.rows.shape[0]:
+            rows.make_room(n)
+        signal = rows.rows[rows.end : rows.end + n]
         rows = self._envelope
         if rows is None:
             return signal, None
