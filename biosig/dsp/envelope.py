@@ -141,6 +141,9 @@ def _moving_means(x, rows, end, window, n_seen, rectify, square, root, out):  # 
     window fills), square-rooted with ``root``.
     """
     reciprocal = 1.0 / window
+    # The running prefix sums in a local array: read back from ``rows``, each sum would wait
+    # for the previous sample's store (~12 % slower).
+    prefix = rows[end - 1].copy()
     for i in range(x.shape[0]):
         row = end + i
         full = n_seen + i + 1 >= window
@@ -150,9 +153,9 @@ def _moving_means(x, rows, end, window, n_seen, rectify, square, root, out):  # 
                 value = abs(value)
             if square:
                 value = value * value
-            prefix = rows[row - 1, c] + value
-            rows[row, c] = prefix
-            total = prefix - rows[row - window, c]
+            prefix[c] += value
+            rows[row, c] = prefix[c]
+            total = prefix[c] - rows[row - window, c]
             # Prefix sums of non-negative values never decrease (rounding is monotonic,
             # also after a rebase): no negative mean reaches the square root.
             mean = total * reciprocal if full else total / (n_seen + i + 1)
