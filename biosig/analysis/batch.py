@@ -221,36 +221,21 @@ def run_windows(processor, stream, n_chunk: int, progress=None):
     """
     from biosig.stream.results import WindowResults
 
-    names = processor.feature_names, processor.class_names
-    blocks, pending, n_pending = [], [], 0
+    parts, first_pending = [], 0
     for start in range(0, stream.n_samples, n_chunk):
         stop = min(start + n_chunk, stream.n_samples)
         part = processor.process(stream.data[start:stop], stream.timestamps[start:stop],
                                  classify=False)
         if not len(part):
             continue
-        pending.append(part)
-        n_pending += len(part)
+        parts.append(part)
         if progress is not None:
             progress(len(part))
-        if n_pending >= CLASSIFY_WINDOWS:
-            blocks.append(_classified_block(processor, pending, names))
-            pending, n_pending = [], 0
-    if pending:
-        blocks.append(_classified_block(processor, pending, names))
-    if len(blocks) == 1:
-        return blocks[0]
-    return WindowResults.concat(blocks, *names)  # an empty batch where there are none
-
-
-def _classified_block(processor, parts, names):
-    """The chunks' windows joined into one batch, then classified: the features the network
-    reads are the ones kept (joining the chunks after classifying would copy them twice)."""
-    from biosig.stream.results import WindowResults
-
-    block = WindowResults.concat(parts, *names)
-    processor.classify([block])
-    return block
+        if sum(len(p) for p in parts[first_pending:]) >= CLASSIFY_WINDOWS:
+            processor.classify(parts[first_pending:])
+            first_pending = len(parts)
+    processor.classify(parts[first_pending:])
+    return WindowResults.concat(parts, processor.feature_names, processor.class_names)
 
 
 def window_labels(recording, results, config, srate: float):
