@@ -158,9 +158,11 @@ def test_exported_graphs_are_compact_and_agree_with_torch(myo_features, tmp_path
     jsu = _fitted("jsu", X, y)
     stored = _export(jsu, tmp_path / "jsu.onnx")
     ops = _ops(stored)
-    # Diagonal JSU: logits and density from one product; one log each for asinh, the density's
-    # log-sum-exp and the Jacobian (that one of products of several features' factors).
-    assert ops.count("Gemm") + ops.count("MatMul") == 1 and ops.count("Log") == 3
+    # Diagonal JSU: logits and density from two products (on s, then s² added), with no Concat;
+    # one log each for asinh, the density's log-sum-exp and the Jacobian (that one of products
+    # of several features' factors).
+    assert ops.count("Gemm") + ops.count("MatMul") == 2 and "Concat" not in ops
+    assert ops.count("Log") == 3
     assert "ReduceProd" in ops and "ReduceLogSumExp" not in ops
     assert "Gather" not in ops and "Where" not in ops
     sdgm = _fitted("sdgm-full", X, y)
