@@ -192,9 +192,10 @@ def _block_sums_kernel(samples, envelope, hop, codes, columns, a_start, b_start,
 
 
 @numba.njit(cache=True, nogil=True)
-def _window_sums(abf, n_blocks, out):  # pragma: no cover - compiled
+def _window_sums(abf, n_blocks, root_start, root_stop, out):  # pragma: no cover - compiled
     """Window ``k`` of ``out``: A of block ``k``, B of block ``k + 1``, F of the others
-    (``abf`` (blocks, 3, columns)), added in this order, as :meth:`WindowFeatures._windows`."""
+    (``abf`` (blocks, 3, columns)), added in this order, as :meth:`WindowFeatures._windows`;
+    then the square roots of columns ``[root_start, root_stop)`` (RMS)."""
     for k in range(out.shape[0]):
         if n_blocks > 1:
             for col in range(out.shape[1]):
@@ -204,6 +205,8 @@ def _window_sums(abf, n_blocks, out):  # pragma: no cover - compiled
         for j in range(2, n_blocks):
             for col in range(out.shape[1]):
                 out[k, col] += abf[k + j, 2, col]
+        for col in range(root_start, root_stop):
+            out[k, col] = np.sqrt(out[k, col])
 
 
 @dataclass
@@ -375,9 +378,11 @@ class WindowFeatures:
                 blocks[:, :, None] * self._slot_size + self._role_offsets[None]
             )[:, None]
         self._rms_columns = None
+        self._root_columns = (0, 0)  # the same as (start, stop), for the compiled window sums
         for f, name in enumerate(features):
             if name == "rms":
                 self._rms_columns = slice(f * n_ch, (f + 1) * n_ch)
+                self._root_columns = (f * n_ch, (f + 1) * n_ch)
 
     def reset(self) -> "WindowFeatures":
         """Forget the stream: the next sample is the first of the first window again."""
@@ -569,8 +574,8 @@ class WindowFeatures:
         if last < first:
             return None
         out = np.empty((last - first + 1, self._n_cols))
-        _window_sums(abf, n_blocks, out)
-        return self._finish_windows(out, first, last, t, t_first)
+        _window_sums(abf, n_blocks, *self._root_columns, out)
+        return self._finish_windows(out, first, last, t, t_first, rooted=True)
 
     def _block_sums(self, b0: int, b1: int, out: np.ndarray) -> None:
         """A, B, F rows of blocks [b0, b1) into ``out``, shape (b1 - b0, 3, n_cols),
@@ -603,15 +608,17 @@ class WindowFeatures:
         return self._finish_windows(out, first, last, t, t_first)
 
     # -- helpers ---------------------------------------------------------------------------
-    def _finish_windows(self, out: np.ndarray, first: int, last: int, t,
-                        t_first: int) -> FeatureBatch:
-        """Windows ``first``..``last`` from their summed features ``out`` (RMS still squared)."""
-        if self._rms_columns is not None:
+    def _finish_windows(self, out: np.ndarray, first: int, last: int, t, t_first: int, *,
+                        rooted: bool = False) -> FeatureBatch:
+        """Windows ``first``..``last`` from their summed features ``out`` (RMS still squared
+        unless ``rooted``)."""
+        if self._rms_columns is not None and not rooted:
             rms = out[:, self._rms_columns]
             np.sqrt(rms, out=rms)
         starts = np.arange(first * self.hop, (last + 1) * self.hop, self.hop, dtype=np.int64)
+        end = first * self.hop + self.length - 1 - t_first  # in t, of the first window's end
         return FeatureBatch(
-            t_end=t[starts + (self.length - 1 - t_first)],
+            t_end=t[end : end + starts.shape[0] * self.hop : self.hop].copy(),
             features=out,
             flags=self._window_flags(starts),
             start_index=starts,
