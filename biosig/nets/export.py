@@ -179,13 +179,19 @@ class CompactGraph(nn.Module):
             # the log-sum-exp over components then reduces whole rows of classes.
             order = np.arange(self.n_classes * self.n_components).reshape(
                 self.n_classes, self.n_components).T.reshape(-1)
-            buffer("select", np.asarray(head["select"])[:, order])
-            buffer("component_bias", np.asarray(head["component_bias"])[order])
+            select = np.asarray(head["select"])[:, order]
+            component_bias = np.asarray(head["component_bias"])[order]
         self.density = density is not None
         self.diagonal_density = self.density and "squares" in density
         if self.squares:  # linear in [h, h²], density columns included where diagonal
-            matrices = [np.vstack([head["linear"], head["squares"]])]
-            bias = [np.asarray(head["bias"])]
+            head_linear, head_squares = head["linear"], head["squares"]
+            head_bias = np.asarray(head["bias"])
+            if self.mixture:  # the selection (a 0/1 copy of the live components) folded in
+                head_linear, head_squares = head_linear @ select, head_squares @ select
+                head_bias = head_bias @ select + component_bias
+                self.head_outputs = select.shape[1]
+            matrices = [np.vstack([head_linear, head_squares])]
+            bias = [head_bias]
             if self.diagonal_density:
                 matrices.append(np.vstack([density["linear"], density["squares"]]))
                 bias.append(np.asarray(density["constant"]))
@@ -197,6 +203,9 @@ class CompactGraph(nn.Module):
             buffer("phi_squares", weight[width:])
             buffer("phi_bias", bias)
         else:  # the translation's γ, δ and the head's bias are used as they are
+            if self.mixture:
+                buffer("select", select)
+                buffer("component_bias", component_bias)
             if self.translated:
                 buffer("tailweight", tailweight)
                 buffer("skewness", skewness)
@@ -293,7 +302,7 @@ class CompactGraph(nn.Module):
                 density = torch.addmm(self.density_constant, torch.cat([h, h * h], dim=1),
                                       self.density_weight)
         if self.mixture:
-            components = head @ self.select + self.component_bias
+            components = head if self.squares else head @ self.select + self.component_bias
             logits = _logsumexp_over_parts(components, self.n_components, self.n_classes)
         else:
             logits = head
