@@ -56,7 +56,8 @@ def window_samples(window_s: float, fs: float, name: str = "envelope window") ->
 class _MovingSum:
     """Causal mean of the last ``window`` samples of each channel, identical over any chunking.
 
-    Keeps prefix sums ``P[i] = x[a] + ... + x[i]`` of the last ``window`` samples and returns
+    Keeps prefix sums ``P[i] = x[a] + ... + x[i]`` of the last ``window`` samples (a ring of
+    ``window`` rows: ``P[i]`` overwrites ``P[i - window]`` once that is used) and returns
     ``P[i] - P[i - window]``. ``P`` is computed sequentially (:func:`_moving_means`) and
     re-anchored (``a`` moved, the kept values rebased) at absolute sample indices that are
     multiples of ``anchor_every``: every value is therefore the same sequence of floating-point
@@ -69,15 +70,13 @@ class _MovingSum:
         self.window = window
         self.n_channels = n_channels
         self.anchor_every = max(2 * window, _MIN_ANCHOR_SPACING)
-        # Rows [_end - window, _end) of _rows are the kept prefix sums; new rows are appended
-        # after them and the kept ones moved to the front when the storage is full.
-        self._rows = np.zeros((4 * window + 256, n_channels))
+        self._ring = np.zeros((window, n_channels))
         self.reset()
 
     def reset(self) -> None:
         # Prefix sums of the last ``window`` samples; samples before the stream start are 0.
-        self._rows[: self.window] = 0.0
-        self._end = self.window
+        self._ring[...] = 0.0
+        self._next = 0  # ring row of the next prefix sum (it holds the one ``window`` back)
         self.n_seen = 0
 
     def process(self, x: np.ndarray, out: np.ndarray | None = None, *, rectify: bool = False,
@@ -90,37 +89,19 @@ class _MovingSum:
         """
         n = x.shape[0]
         means = np.empty((n, self.n_channels)) if out is None else out
+        moving_means = _compiled_moving_means()
         done = 0
         while done < n:
             phase = self.n_seen % self.anchor_every
-            if phase == 0 and self.n_seen > 0:
-                kept = self._rows[self._end - self.window : self._end]
-                kept -= kept[-1].copy()
+            if phase == 0 and self.n_seen > 0:  # rebase on the latest prefix sum
+                self._ring -= self._ring[self._next - 1].copy()
             size = min(n - done, self.anchor_every - phase)
-            self._append(x[done : done + size], means[done : done + size], rectify, square,
-                         root)
+            moving_means(x[done : done + size], self._ring, self._next, self.n_seen, rectify,
+                         square, root, means[done : done + size])
+            self._next = (self._next + size) % self.window
+            self.n_seen += size
             done += size
         return means
-
-    def _append(self, x: np.ndarray, out: np.ndarray, rectify: bool, square: bool,
-                root: bool) -> None:
-        """Moving means of samples that reach no anchor (but maybe start at one)."""
-        n = x.shape[0]
-        if self._end + n > self._rows.shape[0]:
-            self._make_room(n)
-        _compiled_moving_means()(x, self._rows, self._end, self.window, self.n_seen, rectify,
-                                 square, root, out)
-        self._end += n
-        self.n_seen += n
-
-    def _make_room(self, n: int) -> None:
-        """Move the kept rows to the front of a storage with room for ``n`` more."""
-        keep = self.window
-        kept = self._rows[self._end - keep : self._end].copy()
-        if keep + n > self._rows.shape[0]:
-            self._rows = np.empty((2 * (keep + n), self._rows.shape[1]))
-        self._rows[:keep] = kept
-        self._end = keep
 
 
 @functools.cache
@@ -132,20 +113,22 @@ def _compiled_moving_means():
     return numba.njit(cache=True, nogil=True)(_moving_means)
 
 
-def _moving_means(x, rows, end, window, n_seen, rectify, square, root, out):  # pragma: no cover
+def _moving_means(x, ring, next_row, n_seen, rectify, square, root, out):  # pragma: no cover
     """One pass of :meth:`_MovingSum.process` over samples that reach no anchor.
 
-    Row ``end + i`` of ``rows`` gets the prefix sum ``P[i] = P[i - 1] + v`` of the sample's
-    value ``v`` (``|x|``, ``x * x`` or ``x``), added in stream order; the output is
-    ``P[i] - P[i - window]`` times ``1 / window`` (divided by the samples seen while the first
-    window fills), square-rooted with ``root``.
+    Each sample adds its value ``v`` (``|x|``, ``x * x`` or ``x``) to the prefix sum,
+    ``P[i] = P[i - 1] + v`` in stream order; the output is ``P[i] - P[i - window]`` times
+    ``1 / window`` (divided by the samples seen while the first window fills), square-rooted
+    with ``root``. ``ring`` holds the last ``window`` prefix sums, ``P[i - window]`` in row
+    ``next_row`` for the first sample.
     """
+    window = ring.shape[0]
     reciprocal = 1.0 / window
-    # The running prefix sums in a local array: read back from ``rows``, each sum would wait
-    # for the previous sample's store (~12 % slower).
-    prefix = rows[end - 1].copy()
+    # The running sums in a local array: read back from the ring, each sum would wait for the
+    # previous sample's store.
+    prefix = ring[(next_row - 1) % window].copy()
+    row = next_row
     for i in range(x.shape[0]):
-        row = end + i
         full = n_seen + i + 1 >= window
         for c in range(x.shape[1]):
             value = x[i, c]
@@ -154,12 +137,15 @@ def _moving_means(x, rows, end, window, n_seen, rectify, square, root, out):  # 
             if square:
                 value = value * value
             prefix[c] += value
-            rows[row, c] = prefix[c]
-            total = prefix[c] - rows[row - window, c]
+            total = prefix[c] - ring[row, c]
+            ring[row, c] = prefix[c]
             # Prefix sums of non-negative values never decrease (rounding is monotonic,
             # also after a rebase): no negative mean reaches the square root.
             mean = total * reciprocal if full else total / (n_seen + i + 1)
             out[i, c] = np.sqrt(mean) if root else mean
+        row += 1
+        if row == window:
+            row = 0
 
 
 class _MovingWindowEnvelope:
