@@ -282,10 +282,8 @@ class SOSFilter:
         ``out``, if given, receives y in its first n rows; y is then a view of it.
         """
         n = x.shape[0]
-        if out is None:
-            out = np.empty((n, self.n_channels))
         if n == 0:
-            return out[:0]
+            return np.empty((0, self.n_channels)) if out is None else out[:0]
         if not self._started:
             self._started = True
             if self.init == "steady":
@@ -296,9 +294,13 @@ class SOSFilter:
             from scipy import signal  # noqa: PLC0415
 
             y, self._zi = signal.sosfilt(self.sos, x, axis=0, zi=self._zi)
+            if out is None:
+                return y
             out[:n] = y
-        else:
-            _compiled_sosfilt()(x, self.sos, self._zi, out)
+            return out[:n]
+        if out is None:
+            out = np.empty((n, self.n_channels))
+        _compiled_sosfilt()(x, self.sos, self._zi, out)
         return out[:n]
 
     def __repr__(self) -> str:

@@ -377,12 +377,10 @@ class WindowFeatures:
             self._window_index = (
                 blocks[:, :, None] * self._slot_size + self._role_offsets[None]
             )[:, None]
-        self._rms_columns = None
-        self._root_columns = (0, 0)  # the same as (start, stop), for the compiled window sums
-        for f, name in enumerate(features):
-            if name == "rms":
-                self._rms_columns = slice(f * n_ch, (f + 1) * n_ch)
-                self._root_columns = (f * n_ch, (f + 1) * n_ch)
+        self._root_columns = (0, 0)  # [start, stop) of the RMS columns (square-rooted last)
+        if "rms" in features:
+            f = features.index("rms")
+            self._root_columns = (f * n_ch, (f + 1) * n_ch)
 
     def reset(self) -> "WindowFeatures":
         """Forget the stream: the next sample is the first of the first window again."""
@@ -612,8 +610,9 @@ class WindowFeatures:
                         rooted: bool = False) -> FeatureBatch:
         """Windows ``first``..``last`` from their summed features ``out`` (RMS still squared
         unless ``rooted``)."""
-        if self._rms_columns is not None and not rooted:
-            rms = out[:, self._rms_columns]
+        start, stop = self._root_columns
+        if stop > start and not rooted:
+            rms = out[:, start:stop]
             np.sqrt(rms, out=rms)
         starts = np.arange(first * self.hop, (last + 1) * self.hop, self.hop, dtype=np.int64)
         end = first * self.hop + self.length - 1 - t_first  # in t, of the first window's end
