@@ -1,13 +1,17 @@
 """Batched inference on a GPU through torch, against onnxruntime on the CPU, same windows.
 
-For a machine with a CUDA GPU that torch sees (the offline ``biosig analyze`` path uses it when
-onnxruntime has no CUDA provider; :class:`biosig.torch_graph.TorchGraph`). For each bundled
-network it runs the Myo recording's windows (features computed once, not timed) through
-onnxruntime (CPU, one thread, batches of 256) and through torch on the device (blocks of 4096,
-as ``analyze`` does), and prints windows/s, the ratio and the largest posterior and OOD-score
-differences. Without a GPU it says so and runs torch on the CPU (a parity check only).
+For a machine with a CUDA GPU that torch sees (``biosig analyze --torch-device cuda``;
+:class:`biosig.torch_graph.TorchGraph`). It prints what a process pays once before its first
+GPU batch (importing torch, creating the CUDA context, building the graph), then for each
+bundled network runs the Myo recording's windows (features computed once, not timed) through
+onnxruntime (CPU, one thread, batches of 256, as ``analyze`` does) and through torch on the
+device in blocks of each ``--blocks`` size (``analyze`` uses 4096), and prints windows/s, the
+ratio, the largest posterior and OOD-score differences, and the windows one process must
+classify before the GPU has paid back its one-off cost. Without a GPU it says so and runs
+torch on the CPU (a parity check only).
 
     python benchmarks/gpu_batch.py [--device cuda] [--repeats 5] [--copies 20]
+                                   [--blocks 4096,65536]
 
 ``--copies`` tiles the recording's windows so that a GPU has enough work to time.
 """
@@ -51,13 +55,19 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cuda", help="torch device (default cuda)")
     parser.add_argument("--repeats", type=int, default=5, help="rounds; the best counts")
     parser.add_argument("--copies", type=int, default=20, help="tiles of the windows")
+    parser.add_argument("--blocks", default="4096,65536",
+                        help="comma-separated torch block sizes (windows per call)")
     args = parser.parse_args(argv)
+    blocks = [int(b) for b in args.blocks.split(",")]
 
     import logging
 
+    started = time.perf_counter()
     import torch
 
-    from biosig.analysis.batch import CLASSIFY_WINDOWS, ONNX_BATCH
+    import_s = time.perf_counter() - started
+
+    from biosig.analysis.batch import ONNX_BATCH
     from biosig.inference import OnnxModel, softmax_with_entropy
     from biosig.torch_graph import TorchGraph
 
@@ -69,32 +79,46 @@ def main(argv=None) -> int:
         device = "cpu"
     elif device.startswith("cuda"):
         print(f"torch {torch.__version__} on {torch.cuda.get_device_name(device)}")
+    started = time.perf_counter()
+    torch.zeros(1, device=device).sum().item()  # creates the CUDA context
+    context_s = time.perf_counter() - started
     recording = REPO / "recordings" / "myo_12345-1.xdf"
     for name in ("myo-12345-jsu.onnx", "myo-12345-sdgm.onnx"):
         path = REPO / "models" / name
         model = OnnxModel(path, threads=1, batch_size=ONNX_BATCH)
         X = np.tile(windows_of(model, recording), (args.copies, 1))
+        started = time.perf_counter()
         graph = TorchGraph(path.read_bytes(), device)
-
-        def on_torch():
-            outputs = [graph(X[i : i + CLASSIFY_WINDOWS]) for i in range(0, len(X),
-                                                                         CLASSIFY_WINDOWS)]
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            return outputs
+        graph(X[:2])
+        graph_s = time.perf_counter() - started
+        once_s = import_s + context_s + graph_s
+        print(f"{name}: once per process: import torch {import_s:.2f} s, {device} context "
+              f"{context_s:.2f} s, graph and first call {graph_s:.2f} s")
 
         cpu_logits, cpu_ood = model._run(X)
-        gpu = on_torch()
-        gpu_logits = np.concatenate([o[0] for o in gpu])
-        gpu_ood = np.concatenate([o[1] for o in gpu])
-        p_cpu = softmax_with_entropy(cpu_logits, model.temperature)[0]
-        p_gpu = softmax_with_entropy(gpu_logits, model.temperature)[0]
         t_cpu = best_time(lambda: model._run(X), args.repeats)
-        t_gpu = best_time(on_torch, args.repeats)
-        print(f"{name}: {len(X)} windows; onnxruntime CPU {len(X) / t_cpu:,.0f} windows/s, "
-              f"torch {device} {len(X) / t_gpu:,.0f} windows/s ({t_cpu / t_gpu:.1f}x); "
-              f"max |posterior diff| {np.max(np.abs(p_cpu - p_gpu)):.2e}, "
-              f"max |OOD diff| {np.max(np.abs(cpu_ood - gpu_ood)):.2e}")
+        print(f"  {len(X)} windows; onnxruntime CPU {len(X) / t_cpu:,.0f} windows/s")
+        for block in blocks:
+            def on_torch():
+                outputs = [graph(X[i : i + block]) for i in range(0, len(X), block)]
+                if device.startswith("cuda"):
+                    torch.cuda.synchronize()
+                return outputs
+
+            gpu = on_torch()
+            gpu_logits = np.concatenate([o[0] for o in gpu])
+            gpu_ood = np.concatenate([o[1] for o in gpu])
+            p_cpu = softmax_with_entropy(cpu_logits, model.temperature)[0]
+            p_gpu = softmax_with_entropy(gpu_logits, model.temperature)[0]
+            t_gpu = best_time(on_torch, args.repeats)
+            saved_per_window = (t_cpu - t_gpu) / len(X)
+            payback = (f"pays back its {once_s:.1f} s after "
+                       f"{once_s / saved_per_window:,.0f} windows per process"
+                       if saved_per_window > 0 else "never pays back (slower per window)")
+            print(f"  torch {device}, blocks of {block}: {len(X) / t_gpu:,.0f} windows/s "
+                  f"({t_cpu / t_gpu:.1f}x); {payback}; max |posterior diff| "
+                  f"{np.max(np.abs(p_cpu - p_gpu)):.2e}, max |OOD diff| "
+                  f"{np.max(np.abs(cpu_ood - gpu_ood)):.2e}")
     return 0
 
 

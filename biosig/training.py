@@ -53,15 +53,18 @@ ARCHITECTURES = {
 }
 
 
-def make_estimator(arch: str, *, random_state: int = 0, verbose: bool = False, **params):
-    """A fresh, unfitted estimator for ``arch`` (one of :data:`ARCHITECTURES`)."""
+def make_estimator(arch: str, *, random_state: int = 0, verbose: bool = False, device: str = "auto",
+                   **params):
+    """A fresh, unfitted estimator for ``arch`` (one of :data:`ARCHITECTURES`); ``random_state``,
+    ``verbose`` and ``device`` go to the estimators that take them (LDA takes no device)."""
     import biosig.nets as nets
 
     check_option(arch, "--arch", tuple(ARCHITECTURES))
     class_name, fixed = ARCHITECTURES[arch]
     estimator = getattr(nets, class_name)(**fixed, **params)
     names = estimator.get_params()
-    extra = {k: v for k, v in {"random_state": random_state, "verbose": verbose}.items() if k in names}
+    extra = {"random_state": random_state, "verbose": verbose, "device": device}
+    extra = {k: v for k, v in extra.items() if k in names}
     return estimator.set_params(**extra)
 
 
@@ -144,7 +147,7 @@ def _held_out_log_proba(estimator_factory, X, y_labels, folds, order_of) -> np.n
 def train_model(dataset, *, arch: str, out, pipeline_config=None, stream_info=None, seed: int = 0,
                 calibration: str = "auto", calibration_fraction: float = 0.2,
                 ood_percentile: float = 99.0, verbose: bool = True, command: str = "",
-                estimator_params=None) -> dict:
+                estimator_params=None, device: str = "auto") -> dict:
     """Fit, calibrate and export a model; return its model card.
 
     Parameters
@@ -167,6 +170,8 @@ def train_model(dataset, *, arch: str, out, pipeline_config=None, stream_info=No
         rest), else "windows". "recordings" refuses data it cannot split that way.
     calibration_fraction : float
         Share of the windows held out by the "windows" calibration.
+    device : str
+        Torch device of the fits: "auto" (a CUDA GPU when torch sees one), "cpu", "cuda[:N]".
     """
     from biosig.inference import write_model_card
     from biosig.nets.export import export_onnx
@@ -191,7 +196,7 @@ def train_model(dataset, *, arch: str, out, pipeline_config=None, stream_info=No
 
     def new_estimator(quiet=False):
         return make_estimator(arch, random_state=seed, verbose=verbose and not quiet,
-                              **(estimator_params or {}))
+                              device=device, **(estimator_params or {}))
 
     if folds is not None:
         logger.info("calibrating on %d recording folds (%d extra fits)", len(folds), len(folds))

@@ -207,7 +207,7 @@ def validation_table(records, feature_names, uci_path: Path) -> str:
     with open(uci_path, newline="") as f:
         rows = list(csv.DictReader(f))
     uci = {k: np.array([float(r[k]) for r in rows]) for k in ("LB", "MLTV", "AC", "DL", "DS", "DP", "MSTV")}
-    base, ltv, acc, dec, tachy, brady = [], [], [], [], [], []
+    base, ltv, acc, dec = [], [], [], []
     col = {n: feature_names.index(n) for n in feature_names}
     for r in records:
         ok = np.isfinite(r.features[:, col["baseline"]])

@@ -74,6 +74,7 @@ def test_process_with_a_model_writes_posteriors(lda_model, tmp_path):
         (["--arch", "nope"], "--arch"),
         (["--label-column", "NSP"], "one file"),
         (["--calibration-fraction", "0.9"], "calibration"),
+        (["--device", "warp-drive"], "device must be"),
     ],
 )
 def test_train_user_mistakes(args, message, tmp_path, capsys):

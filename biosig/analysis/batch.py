@@ -63,8 +63,11 @@ class ModelSettings:
         At most this many windows per chunk of samples (see :func:`chunk_samples`).
     torch_device : str or None
         Batches run by torch on this device (:meth:`~biosig.inference.OnnxModel.use_torch`):
-        ``"auto"`` (default) on a CUDA GPU that torch sees when onnxruntime has no CUDA
-        provider; a device name (``"cuda:1"``, ``"cpu"``) always; None never.
+        None (default) never; ``"auto"`` on a CUDA GPU that torch sees when onnxruntime has no
+        CUDA provider; a device name (``"cuda:1"``, ``"cpu"``) always. Not the default
+        because each worker first pays about 7.6 s (importing torch, the CUDA context, the
+        graph's first call), which blocks of 4096 windows on an H200 win back only after
+        about 16 million windows per worker (``benchmarks/gpu_batch.py``).
     """
 
     reject_threshold: float | None = None
@@ -72,7 +75,7 @@ class ModelSettings:
     threads: int | None = None
     providers: list[str] | None = None
     batch_windows: int = 4096
-    torch_device: str | None = "auto"
+    torch_device: str | None = None
 
     def model_kwargs(self) -> dict:
         return {"reject_threshold": self.reject_threshold, "smoothing": self.smoothing,

@@ -33,8 +33,10 @@ picked up where it stopped.
 
 Work runs in a local process pool (--jobs) or, with --scheduler, on a Dask distributed
 cluster whose workers have biosig installed and see the same paths. The onnxruntime CUDA
-provider is used where onnxruntime-gpu and a GPU are present; where onnxruntime is the CPU build
-but torch sees a CUDA GPU, torch runs the model's batches on it (--torch-device).
+provider is used where onnxruntime-gpu and a GPU are present. Where onnxruntime is the CPU build
+but torch sees a CUDA GPU, --torch-device cuda runs the model's batches there with torch; it is
+not the default because starting torch and CUDA costs each worker ~8 s, more than a GPU saves
+on anything short of millions of windows per worker.
 """
 
 
@@ -61,10 +63,12 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-windows", type=int, default=4096,
                         help="most windows computed per chunk of a recording (default 4096; "
                              "chunks are also capped at the feature chain's piece size)")
-    parser.add_argument("--torch-device", default="auto", metavar="DEVICE",
-                        help="run the model's batches with torch on DEVICE (e.g. cuda, cuda:1, "
-                             "cpu) instead of onnxruntime; 'auto' (default): on a CUDA GPU when "
-                             "onnxruntime has no CUDA provider; 'off': never")
+    parser.add_argument("--torch-device", default="off", metavar="DEVICE",
+                        help="run the model's batches with torch on DEVICE (e.g. cuda, cuda:1) "
+                             "instead of onnxruntime; 'auto': on a CUDA GPU when onnxruntime has "
+                             "no CUDA provider; 'off' (default): never. Each worker first spends "
+                             "~8 s importing torch and starting CUDA, which pays back only on "
+                             "millions of windows per worker (docs/analyze.md)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or summary lines")
     parser.set_defaults(func=run)
 

@@ -34,7 +34,8 @@ temperature is fitted on those predictions, which see the shift a new session br
 reported metrics are these cross-recording ones. The model itself is trained on all windows.
 With one recording or a feature table ("windows"), a stratified share of the windows
 (--calibration-fraction) is held out instead and the model is fitted on the rest. Training is
-reproducible from --seed and uses the GPU when torch sees one.
+reproducible from --seed (on one device: a GPU's arithmetic differs from the CPU's in the last
+bits) and runs on the GPU when torch sees one (--device cpu keeps it on the CPU).
 """
 
 
@@ -55,6 +56,9 @@ def register(subparsers) -> None:
                         help="where the temperature is fitted (see above; default auto)")
     parser.add_argument("--calibration-fraction", type=float, default=0.2,
                         help="share of windows held out for temperature scaling (default 0.2)")
+    parser.add_argument("--device", default="auto",
+                        help="torch device for training: auto (default: a CUDA GPU when torch "
+                             "sees one, else the CPU), cpu, cuda or cuda:N")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing model file")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
@@ -73,6 +77,10 @@ def run(args) -> int:
     if out.exists() and not args.overwrite:
         raise BiosigError(f"{out} exists; choose another --out or pass --overwrite")
     check_int(args.seed, "--seed", minimum=0)
+    if args.device != "auto":
+        from biosig.nets.estimators import resolve_device
+
+        resolve_device(args.device)  # a bad name or a missing GPU fails before the features
     if not 0.05 <= args.calibration_fraction <= 0.5:
         raise BiosigError("--calibration-fraction must be between 0.05 and 0.5")
     dataset, config, info = _load(args)
@@ -82,7 +90,7 @@ def run(args) -> int:
     card = train_model(
         dataset, arch=args.arch, out=out, pipeline_config=config, stream_info=info, seed=args.seed,
         calibration=args.calibration, calibration_fraction=args.calibration_fraction,
-        verbose=not args.quiet, command=command,
+        verbose=not args.quiet, command=command, device=args.device,
     )
     m = card["metrics"]["calibration_set"]
     held_out = ("cross-recording predictions" if m["calibrated_by"] == "recordings"
