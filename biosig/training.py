@@ -53,7 +53,7 @@ ARCHITECTURES = {
 }
 
 
-def make_estimator(arch: str, *, random_state: int = 0, verbose: bool = False, device: str = "auto",
+def make_estimator(arch: str, *, random_state: int = 0, verbose: bool = False, device: str = "cpu",
                    **params):
     """A fresh, unfitted estimator for ``arch`` (one of :data:`ARCHITECTURES`); ``random_state``,
     ``verbose`` and ``device`` go to the estimators that take them (LDA takes no device)."""
@@ -147,7 +147,7 @@ def _held_out_log_proba(estimator_factory, X, y_labels, folds, order_of) -> np.n
 def train_model(dataset, *, arch: str, out, pipeline_config=None, stream_info=None, seed: int = 0,
                 calibration: str = "auto", calibration_fraction: float = 0.2,
                 ood_percentile: float = 99.0, verbose: bool = True, command: str = "",
-                estimator_params=None, device: str = "auto") -> dict:
+                estimator_params=None, device: str = "cpu") -> dict:
     """Fit, calibrate and export a model; return its model card.
 
     Parameters
@@ -171,7 +171,7 @@ def train_model(dataset, *, arch: str, out, pipeline_config=None, stream_info=No
     calibration_fraction : float
         Share of the windows held out by the "windows" calibration.
     device : str
-        Torch device of the fits: "auto" (a CUDA GPU when torch sees one), "cpu", "cuda[:N]".
+        Torch device of the fits: "cpu", "cuda[:N]" or "auto" (a CUDA GPU when torch sees one).
     """
     from biosig.inference import write_model_card
     from biosig.nets.export import export_onnx

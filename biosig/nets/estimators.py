@@ -9,8 +9,10 @@ Every estimator follows the scikit-learn contract: ``__init__`` only stores its 
 
 Inputs are standardised (``z = (x - mean_) / scale_``, learned in ``fit``) before the network;
 the standardisation is part of the inference graph. Training is seeded from ``random_state``
-without touching torch's global random state, runs on CUDA when ``device="auto"`` and torch sees
-a GPU, and shows a tqdm progress bar with ``verbose=True``. Prediction runs the frozen graph in
+without touching torch's global random state, runs on the CPU by default (``device="cuda"``
+or ``"auto"`` for a GPU: on an H200 beside 16 CPU threads only the full JSU network trained
+faster there, 1.4-1.7x, and the SDGM 1.5-1.9x slower; ``benchmarks/train_device.py``), and
+shows a tqdm progress bar with ``verbose=True``. Prediction runs the frozen graph in
 float64 on the CPU.
 """
 
@@ -358,14 +360,14 @@ class JSUClassifier(_NetClassifier):
     random_state : int, RandomState or None
         Seeds the "full" variant's shuffling.
     device : str
-        "auto" (CUDA if available), "cpu" or "cuda[:N]".
+        "cpu" (default), "cuda[:N]" or "auto" (CUDA if torch sees a GPU).
     verbose : bool
         Show training progress.
     """
 
     def __init__(self, variant="shared", *, alpha=1e-2, translation="johnsonsu", covariance="diag",
                  max_iter=500, tol=1e-5, epochs=30, learning_rate=3e-4, batch_size=512,
-                 random_state=None, device="auto", verbose=False):
+                 random_state=None, device="cpu", verbose=False):
         self.variant = variant
         self.alpha = alpha
         self.translation = translation
@@ -487,7 +489,7 @@ class SDGMClassifier(_SDGMFamily):
     random_state : int, RandomState or None
         Seeds initialisation, shuffling and the variational noise.
     device : str
-        "auto" (CUDA if available), "cpu" or "cuda[:N]".
+        "cpu" (default), "cuda[:N]" or "auto" (CUDA if torch sees a GPU).
     verbose : bool
         Show training progress.
     """
@@ -495,7 +497,7 @@ class SDGMClassifier(_SDGMFamily):
     def __init__(self, n_components=3, *, covariance="diag", hidden_layer_sizes=(),
                  kl_weight=1.0, kl_warmup=0.3, prune_threshold=3.0, component_threshold=0.01,
                  max_iter=100, learning_rate=1e-2, batch_size=512, random_state=None,
-                 device="auto", verbose=False):
+                 device="cpu", verbose=False):
         self.n_components = n_components
         self.covariance = covariance
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -547,7 +549,7 @@ class JSUSDGMClassifier(_SDGMFamily):
     def __init__(self, n_components=3, *, covariance="diag", translation="johnsonsu",
                  kl_weight=1.0, kl_warmup=0.3, prune_threshold=3.0, component_threshold=0.01,
                  max_iter=100, learning_rate=1e-2, batch_size=512, random_state=None,
-                 device="auto", verbose=False):
+                 device="cpu", verbose=False):
         self.n_components = n_components
         self.covariance = covariance
         self.translation = translation
@@ -633,7 +635,7 @@ class MLPClassifier(_NetClassifier):
     random_state : int, RandomState or None
         Seeds initialisation and shuffling.
     device : str
-        "auto" (CUDA if available), "cpu" or "cuda[:N]".
+        "cpu" (default), "cuda[:N]" or "auto" (CUDA if torch sees a GPU).
     verbose : bool
         Show training progress.
     """
@@ -641,7 +643,7 @@ class MLPClassifier(_NetClassifier):
     _density = False
 
     def __init__(self, hidden_layer_sizes=(64,), *, alpha=1e-4, max_iter=200,
-                 learning_rate=1e-3, batch_size=256, random_state=None, device="auto",
+                 learning_rate=1e-3, batch_size=256, random_state=None, device="cpu",
                  verbose=False):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.alpha = alpha
