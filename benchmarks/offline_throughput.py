@@ -13,6 +13,11 @@ Both sides get the same Myo recording(s) and the same windows (the model's lengt
   (:func:`biosig.inference.build_linear_model`), the same classifier family as the peer; for
   each model also the inference alone on precomputed features, and the features alone with
   and without the signal-quality check: together they show what bounds the path.
+- **biosig on the peer's features**: the same path with the pipeline's features set to the
+  peer's Hudgins set (MAV, WL, ZC, SSC: 32 features; no envelope, which none of them needs)
+  and a JSU network trained in the run on those windows with ``biosig.training.train_model``
+  (not timed; its held-out accuracy is printed beside the bundled JSU's). Filters, the quality
+  check and ONNX inference with posteriors stay in: the like-for-like comparison.
 - **LibEMG** (``libemg.utils.get_windows``, ``FeatureExtractor.extract_features`` with the
   Hudgins set MAV, ZC, SSC, WL, ``EMGClassifier("LDA").run``): the peer a user would pick
   instead. Timed without filtering (LibEMG's usual offline recipe; the ratios use this) and
@@ -199,6 +204,33 @@ def biosig_lda_model(streams, model, path: Path, threads: int):
     return OnnxModel(path, threads=threads, batch_size=ONNX_BATCH)
 
 
+def hudgins_config(config):
+    """``config`` with the peer's Hudgins features (MAV, WL, ZC, SSC) and no envelope."""
+    import dataclasses
+
+    td = copy.deepcopy(config)
+    td.features = dataclasses.replace(td.features, names=("mav", "wl", "zc", "ssc"))
+    td.preprocess = dataclasses.replace(td.preprocess, envelope="none")
+    return td
+
+
+def biosig_td_jsu_model(paths, config, path: Path, threads: int):
+    """A JSU network (biosig train's defaults) on the Hudgins features of the recordings."""
+    from biosig.analysis.batch import ONNX_BATCH
+    from biosig.datasets import build_dataset
+    from biosig.inference import OnnxModel
+    from biosig.training import train_model
+
+    dataset, used, info = build_dataset(paths, config, progress=False)
+    train_model(dataset, arch="jsu", out=path, pipeline_config=used, stream_info=info,
+                verbose=False)
+    return OnnxModel(path, threads=threads, batch_size=ONNX_BATCH)
+
+
+def held_out_accuracy(model) -> float:
+    return float(model.card["metrics"]["calibration_set"]["accuracy"])
+
+
 # -- LibEMG -----------------------------------------------------------------------------------
 
 
@@ -363,6 +395,17 @@ def main(argv=None) -> int:
             names[arch] = f"biosig: filters + envelope + 48 features + quality + ONNX {arch}"
             runs[arch + " alone"] = lambda m=m: biosig_infer(features, m)
             names[arch + " alone"] = f"biosig: ONNX {arch} alone (features precomputed)"
+        td_config = hudgins_config(config)
+        td_model = biosig_td_jsu_model(args.data, td_config, Path(tmp) / "td-jsu.onnx",
+                                       args.threads)
+        td_features = biosig_features(streams, td_config)
+        runs["td dsp"] = lambda: biosig_run(streams, None, config=td_config)
+        names["td dsp"] = "biosig: filters + Hudgins TD (MAV, ZC, SSC, WL) + quality"
+        runs["JSU on TD"] = lambda: biosig_run(streams, td_model, config=td_config)
+        names["JSU on TD"] = "biosig: filters + Hudgins TD + quality + ONNX JSU (trained on TD)"
+        runs["JSU on TD alone"] = lambda: biosig_infer(td_features, td_model)
+        names["JSU on TD alone"] = "biosig: ONNX JSU on TD alone (features precomputed)"
+        td_accuracy = held_out_accuracy(td_model)
         for filtered in (False, True):
             peer = make_peer(srate, size, hop, filtered)
             peer.fit(data_list, labels_list)
@@ -379,12 +422,13 @@ def main(argv=None) -> int:
         t, n = best[key]
         print(f"{name:<{width}}  {n:>8}  {t:>9.4f}  {n / t:>10.0f}")
     peer_t, peer_n = best["peer"]
-    for m in models:
-        arch = m.card["arch"].upper()
-        t, n = best[arch]
-        paired = paired_ratio(rounds[arch], rounds["peer"]) * n / peer_n
-        print(f"ratio biosig + ONNX {arch} / LibEMG (no filter): {n / t / (peer_n / peer_t):.2f}x "
+    for key in [m.card["arch"].upper() for m in models] + ["JSU on TD"]:
+        t, n = best[key]
+        paired = paired_ratio(rounds[key], rounds["peer"]) * n / peer_n
+        print(f"ratio biosig + ONNX {key} / LibEMG (no filter): {n / t / (peer_n / peer_t):.2f}x "
               f"(goal >= 5x); median of the rounds' ratios {paired:.2f}x")
+    print(f"held-out accuracy: JSU on the 48 features (bundled) {held_out_accuracy(model):.3f}, "
+          f"JSU on Hudgins TD {td_accuracy:.3f}")
     print(f"load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after, on "
           f"{os.cpu_count()} CPUs")
     return 0
