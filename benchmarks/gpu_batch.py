@@ -83,6 +83,7 @@ def main(argv=None) -> int:
     torch.zeros(1, device=device).sum().item()  # creates the CUDA context
     context_s = time.perf_counter() - started
     recording = REPO / "recordings" / "myo_12345-1.xdf"
+    first_call_s = 0.0
     for name in ("myo-12345-jsu.onnx", "myo-12345-sdgm.onnx"):
         path = REPO / "models" / name
         model = OnnxModel(path, threads=1, batch_size=ONNX_BATCH)
@@ -91,7 +92,10 @@ def main(argv=None) -> int:
         graph = TorchGraph(path.read_bytes(), device)
         graph(X[:2])
         graph_s = time.perf_counter() - started
-        once_s = import_s + context_s + graph_s
+        # A process's first graph call also starts the GPU's math libraries: count that once
+        # for every model, as a worker running only this one would pay it.
+        first_call_s = max(first_call_s, graph_s)
+        once_s = import_s + context_s + first_call_s
         print(f"{name}: once per process: import torch {import_s:.2f} s, {device} context "
               f"{context_s:.2f} s, graph and first call {graph_s:.2f} s")
 
