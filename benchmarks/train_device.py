@@ -23,7 +23,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-#: Each architecture's settings for this benchmark (the CLI's defaults).
+#: The trainable architectures, each fitted with ``biosig train``'s defaults.
 ARCHS = ("jsu", "jsu-full", "sdgm", "jsu-sdgm", "mlp")
 
 

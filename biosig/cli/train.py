@@ -79,10 +79,9 @@ def run(args) -> int:
     if out.exists() and not args.overwrite:
         raise BiosigError(f"{out} exists; choose another --out or pass --overwrite")
     check_int(args.seed, "--seed", minimum=0)
-    if args.device != "auto":
-        from biosig.nets.estimators import resolve_device
+    from biosig.nets.estimators import resolve_device
 
-        resolve_device(args.device)  # a bad name or a missing GPU fails before the features
+    resolve_device(args.device)  # a bad name or a missing GPU fails before the features
     if not 0.05 <= args.calibration_fraction <= 0.5:
         raise BiosigError("--calibration-fraction must be between 0.05 and 0.5")
     dataset, config, info = _load(args)
